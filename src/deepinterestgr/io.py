@@ -1,0 +1,355 @@
+"""File formats shared between stages: the one place that reads and writes pipeline artefacts.
+
+Contracts (paths relative to the project root; one folder per stage, ``data/<stage>/``):
+
+============================  =========================================================
+``data/download/items.jsonl``  one :class:`Item` per line, ``item_id`` 0..N-1 in order
+``data/download/users.jsonl``  one :class:`UserSequence` per line, ``user_id`` 0..U-1:
+                               the chronological item ids, split leave-one-out
+``data/mine/items.jsonl``      one :class:`ItemInterests` per item (merged across backends)
+``data/mine/users.jsonl``      one :class:`UserInterests` per user (training history only)
+``data/label/items.jsonl``     one :class:`ItemInterests` per item whose descriptors carry
+                               ``p_positive`` and ``positive``
+``data/label/quality.npy``     float32 ``[N]``: ``q_i`` in [0, 1] per item id
+``data/embed/embeddings.npy``  float32 ``[N, d]``: row i embeds item i
+``data/embed/texts.jsonl``     ``{"item_id", "text"}``: the exact text that was embedded
+``data/rqvae/codes.npy``       int64 ``[N, L+1]``: L RQ codes then the collision suffix
+============================  =========================================================
+
+Every writer is atomic (write to a temporary file, then rename), so a killed stage never
+leaves a half-written artefact that a later stage would read as whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class DataFormatError(ValueError):
+    """A record in a pipeline file is malformed; the message names file, line and field."""
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalogue item. ``categories`` is a list of category paths (root first)."""
+
+    item_id: int
+    source_id: str
+    title: str | None
+    brand: str | None = None
+    categories: tuple[tuple[str, ...], ...] = ()
+    description: str | None = None
+    price: float | None = None
+    image: str | None = None  # a URL, or a path relative to the items file's folder
+
+
+@dataclass(frozen=True)
+class UserSequence:
+    """A user's chronological item ids, split leave-one-out (METHOD.md, evaluation).
+
+    ``items[-1]`` is the test target, ``items[-2]`` the validation target and everything
+    before them the training history.
+    """
+
+    user_id: int
+    source_id: str
+    items: tuple[int, ...]
+
+    @property
+    def train(self) -> tuple[int, ...]:
+        return self.items[:-2]
+
+    @property
+    def valid_target(self) -> int:
+        return self.items[-2]
+
+    @property
+    def test_target(self) -> int:
+        return self.items[-1]
+
+    @property
+    def valid_history(self) -> tuple[int, ...]:
+        """What the model sees when predicting the validation target."""
+        return self.items[:-2]
+
+    @property
+    def test_history(self) -> tuple[int, ...]:
+        """What the model sees when predicting the test target (validation item included)."""
+        return self.items[:-1]
+
+
+@dataclass(frozen=True)
+class Interest:
+    """One mined deep-interest descriptor of an item or user.
+
+    ``models`` names every backend/model that proposed it (provenance; ``len(models)`` is
+    the agreement). ``p_positive`` and ``positive`` are filled by the ``label`` stage.
+    """
+
+    descriptor: str
+    confidence: float
+    models: tuple[str, ...] = ()
+    p_positive: float | None = None
+    positive: bool | None = None
+
+
+@dataclass(frozen=True)
+class ItemInterests:
+    item_id: int
+    interests: tuple[Interest, ...]
+    offline: bool = False  # True when written by the offline (no-LLM) backend
+
+
+@dataclass(frozen=True)
+class UserInterests:
+    user_id: int
+    interests: tuple[Interest, ...]
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """Where the ``download`` stage writes; other stages read through these paths."""
+
+    folder: Path
+    items: Path = field(init=False)
+    users: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "items", Path(self.folder) / "items.jsonl")
+        object.__setattr__(self, "users", Path(self.folder) / "users.jsonl")
+
+
+# --------------------------------------------------------------------------- generic I/O
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=False, ensure_ascii=False)
+        handle.write("\n")
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write one JSON object per line, atomically; returns the number of lines."""
+    count = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False))
+            handle.write("\n")
+            count += 1
+    return count
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-empty line; bad JSON names the line."""
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataFormatError(f"{path}:{line_number}: invalid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise DataFormatError(f"{path}:{line_number}: expected a JSON object")
+            yield line_number, record
+
+
+def save_array(path: str | Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def load_array(path: str | Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+def _require(record: dict[str, Any], key: str, where: str) -> Any:
+    if key not in record:
+        raise DataFormatError(f"{where}: missing field '{key}'")
+    return record[key]
+
+
+# --------------------------------------------------------------------------- items and users
+
+
+def item_to_record(item: Item) -> dict[str, Any]:
+    record = asdict(item)
+    record["categories"] = [list(path) for path in item.categories]
+    return record
+
+
+def write_items(path: str | Path, items: Iterable[Item]) -> int:
+    return write_jsonl(path, (item_to_record(item) for item in items))
+
+
+def read_items(path: str | Path) -> list[Item]:
+    """Read items; ids must be 0..N-1 in file order."""
+    items = []
+    for line_number, record in iter_jsonl(path):
+        where = f"{path}:{line_number}"
+        item_id = _require(record, "item_id", where)
+        if item_id != len(items):
+            raise DataFormatError(f"{where}: field 'item_id' is {item_id}, expected {len(items)}")
+        items.append(
+            Item(
+                item_id=item_id,
+                source_id=str(_require(record, "source_id", where)),
+                title=record.get("title"),
+                brand=record.get("brand"),
+                categories=tuple(tuple(p) for p in record.get("categories") or ()),
+                description=record.get("description"),
+                price=record.get("price"),
+                image=record.get("image"),
+            )
+        )
+    return items
+
+
+def write_users(path: str | Path, users: Iterable[UserSequence]) -> int:
+    return write_jsonl(
+        path,
+        (
+            {
+                "user_id": user.user_id,
+                "source_id": user.source_id,
+                "train": list(user.train),
+                "valid": user.valid_target,
+                "test": user.test_target,
+            }
+            for user in users
+        ),
+    )
+
+
+def read_users(path: str | Path) -> list[UserSequence]:
+    """Read users; ids must be 0..U-1 in file order."""
+    users = []
+    for line_number, record in iter_jsonl(path):
+        where = f"{path}:{line_number}"
+        user_id = _require(record, "user_id", where)
+        if user_id != len(users):
+            raise DataFormatError(f"{where}: field 'user_id' is {user_id}, expected {len(users)}")
+        items = (
+            *_require(record, "train", where),
+            _require(record, "valid", where),
+            _require(record, "test", where),
+        )
+        users.append(UserSequence(user_id, str(_require(record, "source_id", where)), items))
+    return users
+
+
+# --------------------------------------------------------------------------- interests
+
+
+def _interest_to_record(interest: Interest) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "descriptor": interest.descriptor,
+        "confidence": interest.confidence,
+        "models": list(interest.models),
+    }
+    if interest.p_positive is not None:
+        record["p_positive"] = interest.p_positive
+        record["positive"] = interest.positive
+    return record
+
+
+def _interest_from_record(record: dict[str, Any], where: str) -> Interest:
+    return Interest(
+        descriptor=str(_require(record, "descriptor", where)),
+        confidence=float(_require(record, "confidence", where)),
+        models=tuple(record.get("models") or ()),
+        p_positive=record.get("p_positive"),
+        positive=record.get("positive"),
+    )
+
+
+def write_item_interests(path: str | Path, rows: Iterable[ItemInterests]) -> int:
+    return write_jsonl(
+        path,
+        (
+            {
+                "item_id": row.item_id,
+                "offline": row.offline,
+                "interests": [_interest_to_record(i) for i in row.interests],
+            }
+            for row in rows
+        ),
+    )
+
+
+def read_item_interests(path: str | Path) -> list[ItemInterests]:
+    rows = []
+    for line_number, record in iter_jsonl(path):
+        where = f"{path}:{line_number}"
+        interests = tuple(
+            _interest_from_record(r, f"{where}: interests[{k}]")
+            for k, r in enumerate(_require(record, "interests", where))
+        )
+        rows.append(
+            ItemInterests(int(_require(record, "item_id", where)), interests, bool(record.get("offline")))
+        )
+    return rows
+
+
+def write_user_interests(path: str | Path, rows: Iterable[UserInterests]) -> int:
+    return write_jsonl(
+        path,
+        (
+            {
+                "user_id": row.user_id,
+                "offline": row.offline,
+                "interests": [_interest_to_record(i) for i in row.interests],
+            }
+            for row in rows
+        ),
+    )
+
+
+def read_user_interests(path: str | Path) -> list[UserInterests]:
+    rows = []
+    for line_number, record in iter_jsonl(path):
+        where = f"{path}:{line_number}"
+        interests = tuple(
+            _interest_from_record(r, f"{where}: interests[{k}]")
+            for k, r in enumerate(_require(record, "interests", where))
+        )
+        rows.append(
+            UserInterests(int(_require(record, "user_id", where)), interests, bool(record.get("offline")))
+        )
+    return rows
