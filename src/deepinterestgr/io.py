@@ -353,3 +353,14 @@ def read_user_interests(path: str | Path) -> list[UserInterests]:
             UserInterests(int(_require(record, "user_id", where)), interests, bool(record.get("offline")))
         )
     return rows
+
+
+# <io:mine>
+
+# <io:label>
+
+# <io:embed>
+
+# <io:rqvae>
+
+# <io:sft>

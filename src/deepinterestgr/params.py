@@ -77,7 +77,13 @@ class EvaluateParams:
 SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "download": DownloadParams,
-    # <sections>
+    # <sections:baselines>
+    # <sections:mine>
+    # <sections:label>
+    # <sections:embed>
+    # <sections:rqvae>
+    # <sections:sft>
+    # <sections:grpo>
     "evaluate": EvaluateParams,
 }
 
