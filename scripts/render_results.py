@@ -1,0 +1,68 @@
+"""Regenerate the README's results tables from committed result files and DVC experiments.
+
+    python scripts/render_results.py              # results on record (results/<run>/)
+    python scripts/render_results.py --ablations  # also the ablation table (dvc exp show)
+
+A recorded run is a folder ``results/<run>/`` holding the run's ``params.yaml``, its
+``metrics/*.json`` and ``commands.sh`` (the exact commands), and optionally ``note.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from deepinterestgr.io import read_json
+from deepinterestgr.reporting import (
+    experiment_rows,
+    markdown_table,
+    replace_between_markers,
+    rows_from_metrics,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def recorded_rows(results: Path) -> list:
+    rows = []
+    for run in sorted(p for p in results.iterdir() if p.is_dir()):
+        evaluation = run / "metrics" / "eval.json"
+        baselines = run / "metrics" / "baselines.json"
+        note = (run / "note.txt").read_text().strip() if (run / "note.txt").exists() else ""
+        rows.extend(
+            rows_from_metrics(
+                run.name,
+                read_json(evaluation) if evaluation.exists() else {},
+                read_json(baselines) if baselines.exists() else None,
+                note,
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ablations", action="store_true", help="also render dvc exp show")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    args = parser.parse_args()
+
+    text = args.readme.read_text()
+    text = replace_between_markers(text, "results", markdown_table(recorded_rows(ROOT / "results")))
+    if args.ablations:
+        shown = subprocess.run(
+            [sys.executable, "-m", "dvc", "exp", "show", "--json"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        table = markdown_table(experiment_rows(json.loads(shown)))
+        text = replace_between_markers(text, "ablations", table)
+    args.readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()

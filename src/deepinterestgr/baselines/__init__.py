@@ -1,0 +1,1 @@
+"""Baselines ranked under the project's evaluation protocol: popularity and SASRec."""

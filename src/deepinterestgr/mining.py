@@ -1,0 +1,382 @@
+"""Run mining jobs against one LLM backend: bounded concurrency, retries, cache, cost.
+
+A :class:`Job` is one prompt about one item or user. :func:`mine` answers a list of jobs:
+
+1. Jobs whose answer is in the :class:`~deepinterestgr.llm_cache.AnswerCache` are served
+   from it (no request, no cost).
+2. The rest go out with at most ``concurrency`` requests in flight (asyncio + the SDKs'
+   async clients) and at most ``requests_per_minute`` starts per minute.
+3. 429, 408/409, 5xx, timeouts and lost connections are retried up to ``max_retries``
+   times, waiting the server's ``retry-after`` when given, else exponential backoff
+   ``min(backoff_max_s, backoff_base_s * 2**attempt)`` with jitter in [50 %, 100 %] (so
+   clients that failed together do not retry together).
+4. An answer that fails :func:`~deepinterestgr.prompts.parse_answer` gets one repair turn;
+   if that fails too, or the model refused, the job is recorded failed with its reason.
+   Answers, failed or not, are paid for, so they are cached at once, each in its own file.
+5. When the estimated spend of this run reaches ``spending_cap_usd``, no new request starts;
+   the result says so and the caller stops (everything answered so far is cached).
+
+Transient failures that outlast the retries are recorded failed but *not* cached, so the
+next run asks again. Authentication errors abort at once: every other request would fail
+the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+from tqdm.auto import tqdm
+
+from deepinterestgr import llm_backends
+from deepinterestgr.llm_cache import AnswerCache, cache_key
+from deepinterestgr.prompts import AnswerError, Prompt, parse_answer
+
+log = logging.getLogger(__name__)
+
+
+class MiningSettings(llm_backends.LLMSettings, Protocol):
+    """The params of one LLM backend that mining reads (``LLMParams`` in params.py)."""
+
+    concurrency: int
+    requests_per_minute: int
+    max_retries: int
+    backoff_base_s: float
+    backoff_max_s: float
+    price_input_per_mtok: float
+    price_output_per_mtok: float
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request to make: ``prompt`` about item or user ``target_id``."""
+
+    target: Literal["item", "user"]
+    target_id: int
+    prompt: Prompt
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to one job; ``record`` is the raw record (reasoning and answer texts)."""
+
+    job: Job
+    ok: bool
+    cached: bool
+    record: dict[str, Any]
+
+
+@dataclass
+class BackendStats:
+    """Counters of one backend's run, written to ``metrics/mine.json``."""
+
+    jobs: int = 0
+    cached: int = 0
+    ok: int = 0
+    failed: int = 0
+    requests: int = 0  # HTTP attempts, retries and repairs included
+    retries: int = 0
+    repairs: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    wall_s: float = 0.0
+    failure_reasons: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "failure_reasons"}
+        data["cost_usd"] = round(self.cost_usd, 6)
+        data["wall_s"] = round(self.wall_s, 3)
+        data["failure_rate"] = round(self.failed / self.jobs, 6) if self.jobs else 0.0
+        data["failure_reasons"] = dict(self.failure_reasons.most_common())
+        return data
+
+
+@dataclass(frozen=True, repr=False)
+class MiningResult:
+    outcomes: tuple[Outcome, ...]  # one per job, in job order
+    stats: BackendStats
+    cap_reached: bool  # the spending cap stopped the run before every job was answered
+
+    def __repr__(self) -> str:  # asyncio may repr a task's result: keep it short
+        return f"MiningResult({len(self.outcomes):,} outcomes, cap_reached={self.cap_reached})"
+
+
+class AuthenticationFailed(RuntimeError):
+    """The provider rejected the credentials; nothing else can succeed."""
+
+
+def job_key(name: str, settings: MiningSettings, prompt: Prompt) -> str:
+    """Cache key: backend name, provider, model, generation settings and the prompt."""
+    return cache_key(
+        {
+            "backend": name,
+            "provider": settings.provider,
+            "model": settings.model,
+            "max_tokens": settings.max_tokens,
+            "temperature": settings.temperature,
+            "structured_output": settings.structured_output,
+            "prompt": prompt.cache_payload(),
+        }
+    )
+
+
+class _GaveUp(Exception):
+    """A transient failure that outlasted every retry."""
+
+
+class Runner:
+    """One backend's request machinery: rate slots, retries, repair, counters and cost.
+
+    Shared by the worker coroutines of :func:`mine_async` and by the batch path
+    (:mod:`deepinterestgr.llm_batches`), which repairs batch answers through it."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: MiningSettings,
+        client: Any,
+        cache: AnswerCache,
+        max_descriptors: int,
+        spending_cap_usd: float,
+        seed: int,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.client = client
+        self.cache = cache
+        self.max_descriptors = max_descriptors
+        self.spending_cap_usd = spending_cap_usd
+        self.stats = BackendStats()
+        self.cap_reached = False
+        self.rng = random.Random(seed)
+        self.interval = 60.0 / settings.requests_per_minute if settings.requests_per_minute else 0.0
+        self.next_start = 0.0
+        self.slot_lock = asyncio.Lock()
+        self.pending_writes: list[asyncio.Future] = []
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        s = self.settings
+        return (
+            input_tokens * s.price_input_per_mtok + output_tokens * s.price_output_per_mtok
+        ) / 1e6
+
+    async def _rate_slot(self) -> None:
+        """Space request starts ``60 / requests_per_minute`` seconds apart."""
+        if not self.interval:
+            return
+        async with self.slot_lock:
+            now = time.monotonic()
+            wait = self.next_start - now
+            self.next_start = max(now, self.next_start) + self.interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        s = self.settings
+        return min(s.backoff_max_s, s.backoff_base_s * 2**attempt) * self.rng.uniform(0.5, 1.0)
+
+    async def call(self, body: dict[str, Any]) -> llm_backends.Completion:
+        """One completion with retries; counts requests, tokens and cost."""
+        for attempt in range(self.settings.max_retries + 1):
+            await self._rate_slot()
+            self.stats.requests += 1
+            try:
+                completion = await llm_backends.complete(self.client, self.settings, body)
+            except Exception as err:  # SDK errors: classified below, anything else re-raised
+                transient = llm_backends.classify_error(err)
+                status = getattr(err, "status_code", None)
+                if status in (401, 403):
+                    raise AuthenticationFailed(
+                        f"{self.name}: {llm_backends.describe_error(err)}; check the key in "
+                        f"${self.settings.api_key_env}"
+                    ) from None
+                if transient is None:
+                    if status is None:
+                        raise
+                    raise _GaveUp(f"rejected: {llm_backends.describe_error(err)}") from None
+                if attempt == self.settings.max_retries:
+                    raise _GaveUp(
+                        f"gave up after {attempt + 1} attempts: {transient.reason}"
+                    ) from None
+                self.stats.retries += 1
+                delay = self._backoff(attempt, transient.retry_after_s)
+                log.debug("%s: %s, retrying in %.2f s", self.name, transient.reason, delay)
+                await asyncio.sleep(delay)
+                continue
+            self.stats.input_tokens += completion.input_tokens
+            self.stats.output_tokens += completion.output_tokens
+            self.stats.cost_usd += self.cost(completion.input_tokens, completion.output_tokens)
+            return completion
+        raise AssertionError("unreachable")
+
+    async def answer(self, prompt: Prompt) -> dict[str, Any]:
+        """The cacheable record of one prompt: parsed interests or a failure reason."""
+        first = await self.call(llm_backends.request_body(self.settings, prompt))
+        return await self.resolve(prompt, first)
+
+    async def resolve(self, prompt: Prompt, first: llm_backends.Completion) -> dict[str, Any]:
+        """Validate a first answer (live or from a batch); one live repair turn if unusable."""
+        texts = [first.text]
+        tokens = [first.input_tokens, first.output_tokens]
+        completion, error, parsed = first, None, None
+        if first.refusal is None:
+            try:
+                parsed = parse_answer(first.text, self.max_descriptors)
+            except AnswerError as err:
+                error = str(err)
+                self.stats.repairs += 1
+                repair = llm_backends.request_body(self.settings, prompt, first.text, error)
+                completion = await self.call(repair)
+                texts.append(completion.text)
+                tokens = [tokens[0] + completion.input_tokens, tokens[1] + completion.output_tokens]
+                if completion.refusal is None:
+                    try:
+                        parsed = parse_answer(completion.text, self.max_descriptors)
+                        error = None
+                    except AnswerError as err2:
+                        error = f"unparseable after repair: {err2}"
+        if completion.refusal is not None:
+            error = f"refusal: {completion.refusal}"
+        return {
+            "backend": self.name,
+            "provider": self.settings.provider,
+            "model": self.settings.model,
+            "prompt_kind": prompt.kind,
+            "prompt_version": prompt.version,
+            "status": "ok" if parsed is not None and error is None else "failed",
+            "reason": error,
+            "reasoning": parsed.reasoning if parsed is not None and error is None else None,
+            "interests": [
+                {"descriptor": d.text, "confidence": d.confidence} for d in parsed.descriptors
+            ]
+            if parsed is not None and error is None
+            else [],
+            "dropped": list(parsed.dropped) if parsed is not None and error is None else [],
+            "answers": texts,
+            "input_tokens": tokens[0],
+            "output_tokens": tokens[1],
+        }
+
+    async def worker(
+        self, queue: asyncio.Queue, results: dict[int, Outcome], keys: list[str], bar: tqdm
+    ) -> None:
+        while True:
+            try:
+                index, job = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            if self.stats.cost_usd >= self.spending_cap_usd:
+                self.cap_reached = True
+                return
+            try:
+                record = await self.answer(job.prompt)
+                # Stored in a thread, off this worker's path: its next request starts now.
+                self.pending_writes.append(
+                    asyncio.ensure_future(asyncio.to_thread(self.cache.put, keys[index], record))
+                )
+            except _GaveUp as err:
+                record = {
+                    "backend": self.name,
+                    "model": self.settings.model,
+                    "prompt_kind": job.prompt.kind,
+                    "prompt_version": job.prompt.version,
+                    "status": "failed",
+                    "reason": str(err),
+                    "interests": [],
+                    "answers": [],
+                }
+            results[index] = Outcome(job, record["status"] == "ok", False, record)
+            self.count_outcome(record)
+            bar.update(1)
+            bar.set_postfix_str(self._postfix(), refresh=False)
+
+    def count_outcome(self, record: dict[str, Any]) -> None:
+        if record["status"] == "ok":
+            self.stats.ok += 1
+        else:
+            self.stats.failed += 1
+            self.stats.failure_reasons[str(record["reason"]).split(":")[0]] += 1
+
+    def _postfix(self) -> str:
+        s = self.stats
+        return f"cached={s.cached:,} failed={s.failed:,} ${s.cost_usd:.2f}"
+
+
+async def mine_async(
+    jobs: Sequence[Job],
+    name: str,
+    settings: MiningSettings,
+    cache: AnswerCache,
+    max_descriptors: int,
+    spending_cap_usd: float,
+    seed: int = 0,
+    client: Any = None,
+) -> MiningResult:
+    """Answer ``jobs`` with backend ``name`` (see the module docstring for the policy)."""
+    started = time.monotonic()
+    runner = Runner(name, settings, client, cache, max_descriptors, spending_cap_usd, seed)
+    keys = [job_key(name, settings, job.prompt) for job in jobs]
+    results: dict[int, Outcome] = {}
+    queue: asyncio.Queue = asyncio.Queue()
+    bar = tqdm(total=len(jobs), desc=f"mine {name}", unit="job", smoothing=0.1)
+    first_of: dict[str, int] = {}  # identical prompts (e.g. duplicate titles) are asked once
+    repeats: list[tuple[int, int]] = []
+    for index, (job, key) in enumerate(zip(jobs, keys, strict=True)):
+        record = cache.get(key)
+        if record is None:
+            if key in first_of:
+                repeats.append((index, first_of[key]))
+            else:
+                first_of[key] = index
+                queue.put_nowait((index, job))
+            continue
+        results[index] = Outcome(job, record["status"] == "ok", True, record)
+        runner.stats.cached += 1
+        runner.count_outcome(record)
+    bar.update(runner.stats.cached)
+    runner.stats.jobs = len(jobs)
+    own_client = client is None and not queue.empty()
+    try:
+        if not queue.empty():
+            runner.client = client or llm_backends.make_client(settings)
+            workers = [
+                asyncio.create_task(runner.worker(queue, results, keys, bar))
+                for _ in range(max(1, min(settings.concurrency, queue.qsize())))
+            ]
+            await asyncio.gather(*workers)
+    finally:
+        await asyncio.gather(*runner.pending_writes)
+        bar.close()
+        if own_client and runner.client is not None:
+            await runner.client.close()
+    for index, first in repeats:
+        if first in results:
+            results[index] = replace(results[first], job=jobs[index])
+            runner.count_outcome(results[index].record)
+    runner.stats.wall_s = time.monotonic() - started
+    outcomes = tuple(results[i] for i in sorted(results))
+    return MiningResult(outcomes, runner.stats, runner.cap_reached)
+
+
+def mine(
+    jobs: Sequence[Job],
+    name: str,
+    settings: MiningSettings,
+    cache: AnswerCache,
+    max_descriptors: int,
+    spending_cap_usd: float,
+    seed: int = 0,
+) -> MiningResult:
+    """Synchronous entry point of :func:`mine_async` (creates and closes the client)."""
+    return asyncio.run(
+        mine_async(jobs, name, settings, cache, max_descriptors, spending_cap_usd, seed)
+    )

@@ -1,0 +1,99 @@
+"""Results tables for the README, generated from metrics files and ``dvc exp show --json``.
+
+Two tables are generated, never typed by hand:
+
+* the results on record: one row per ranker (baselines, SFT, GRPO) of each recorded run under
+  ``results/<run>/`` (its ``metrics/*.json``, ``params.yaml`` and ``commands.sh``);
+* the ablation table: one row per DVC experiment, read from ``dvc exp show --json``.
+
+Both are written between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so a rerun
+of ``scripts/render_results.py`` is a no-op unless a result changed and ``git diff`` shows it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# The columns every table shows: the paper's headline cut-offs on the test split.
+HEADLINE_METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10")
+GENERATIVE_RANKERS = ("sft", "grpo")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    run: str  # a recorded run or an experiment name
+    ranker: str  # popularity, sasrec, sft, grpo
+    metrics: Mapping[str, float]  # test metrics keyed "hr@10", "ndcg@10", ...
+    note: str = ""
+
+
+def rows_from_metrics(
+    run: str, evaluation: Mapping[str, Any], baselines: Mapping[str, Any] | None, note: str = ""
+) -> list[ResultRow]:
+    """Rows for one run from ``metrics/eval.json`` and (optionally) ``metrics/baselines.json``.
+
+    Both files hold ``{ranker: {"valid": {...}, "test": {...}}}``; only test metrics are shown.
+    """
+    rows = []
+    for name, ranker in (baselines or {}).items():
+        if isinstance(ranker, Mapping) and "test" in ranker:
+            rows.append(ResultRow(run, name, ranker["test"], note))
+    for name in GENERATIVE_RANKERS:
+        ranker = evaluation.get(name)
+        if isinstance(ranker, Mapping) and "test" in ranker:
+            rows.append(ResultRow(run, name, ranker["test"], note))
+    return rows
+
+
+def markdown_table(rows: Sequence[ResultRow], metrics: Sequence[str] = HEADLINE_METRICS) -> str:
+    """A Markdown table, one row per result, metrics to four decimals ('-' when absent)."""
+    header = ["run", "ranker", *(m.upper() for m in metrics), "note"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        values = [
+            f"{row.metrics[m]:.4f}" if isinstance(row.metrics.get(m), (int, float)) else "-"
+            for m in metrics
+        ]
+        lines.append("| " + " | ".join([row.run, row.ranker, *values, row.note]) + " |")
+    return "\n".join(lines)
+
+
+def replace_between_markers(text: str, name: str, body: str) -> str:
+    """Replace what stands between ``<!-- name:begin -->`` and ``<!-- name:end -->``."""
+    pattern = re.compile(
+        rf"(<!-- {re.escape(name)}:begin -->\n)(.*?)(<!-- {re.escape(name)}:end -->)", re.DOTALL
+    )
+    if not pattern.search(text):
+        raise ValueError(f"markers <!-- {name}:begin --> / <!-- {name}:end --> not found")
+    return pattern.sub(lambda m: f"{m.group(1)}{body.rstrip()}\n{m.group(3)}", text, count=1)
+
+
+def _walk_revisions(entries: Any) -> Iterator[Mapping[str, Any]]:
+    """Every revision record of ``dvc exp show --json`` (baseline and experiments)."""
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, Mapping):
+            continue
+        if "data" in entry:
+            yield entry
+        for experiment in entry.get("experiments") or []:
+            yield from _walk_revisions(experiment.get("revs") or [])
+
+
+def experiment_rows(exp_show: Any, metrics_file: str = "metrics/eval.json") -> list[ResultRow]:
+    """Rows of the ablation table: each experiment's SFT and GRPO test metrics.
+
+    ``exp_show`` is the parsed output of ``dvc exp show --json``. Experiments without an
+    evaluation (queued, failed) are left out; the workspace row is named ``workspace``.
+    """
+    rows = []
+    for revision in _walk_revisions(exp_show):
+        data = revision.get("data") or {}
+        name = revision.get("name") or data.get("name") or str(revision.get("rev", ""))[:7]
+        evaluation = ((data.get("metrics") or {}).get(metrics_file) or {}).get("data")
+        if not evaluation:
+            continue
+        rows.extend(rows_from_metrics(name, evaluation, None))
+    return rows

@@ -1,0 +1,102 @@
+"""Stage ``baselines``: popularity and SASRec, ranked under the project's evaluation protocol.
+
+Reads ``data/download/items.jsonl`` and ``data/download/users.jsonl``. Writes
+``data/baselines/popularity.npy`` (int64 ``[N]`` training counts), ``data/baselines/sasrec.pt``
+(best SASRec checkpoint), ``data/baselines/sasrec_epochs.json`` (loss and validation NDCG per
+epoch) and ``metrics/baselines.json`` (valid and test HR@K / NDCG@K of each baseline, the
+``exclude_history`` flag, SASRec's best epoch, epochs run and wall time).
+Params: ``base.seed``, ``baselines``, ``evaluate.ks``, ``evaluate.exclude_history``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from deepinterestgr import params
+from deepinterestgr.baselines.popularity import PopularityRanker, training_counts
+from deepinterestgr.baselines.sasrec import SASRecRanker, save_checkpoint, train_sasrec
+from deepinterestgr.evaluation import Ranker, evaluate_ranker
+from deepinterestgr.io import (
+    DatasetFiles,
+    UserSequence,
+    read_items,
+    read_users,
+    save_array,
+    write_json,
+)
+from deepinterestgr.seeding import seed_everything
+
+INPUT = DatasetFiles(Path("data/download"))
+OUTPUT = Path("data/baselines")
+METRICS = Path("metrics/baselines.json")
+
+
+def evaluate_splits(
+    ranker: Ranker, users: list[UserSequence], evaluate: params.EvaluateParams, batch_size: int
+) -> dict[str, dict]:
+    return {
+        split: evaluate_ranker(
+            ranker, users, split, evaluate.ks, evaluate.exclude_history, batch_size
+        ).to_dict()
+        for split in ("valid", "test")
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    base = params.load("base")
+    config = params.load("baselines")
+    evaluate = params.load("evaluate")
+    seed_everything(base.seed)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+
+    items = read_items(INPUT.items)
+    users = read_users(INPUT.users)
+    logging.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
+
+    counts = training_counts(users, len(items))
+    save_array(OUTPUT / "popularity.npy", counts)
+    popularity = evaluate_splits(PopularityRanker(counts), users, evaluate, config.eval_batch_size)
+
+    trained = train_sasrec(
+        users,
+        len(items),
+        config.sasrec,
+        evaluate.exclude_history,
+        config.eval_batch_size,
+        base.seed,
+    )
+    save_checkpoint(OUTPUT / "sasrec.pt", trained.model, config.sasrec)
+    write_json(OUTPUT / "sasrec_epochs.json", [epoch._asdict() for epoch in trained.history])
+    sasrec = evaluate_splits(SASRecRanker(trained.model), users, evaluate, config.eval_batch_size)
+
+    write_json(
+        METRICS,
+        {
+            "exclude_history": evaluate.exclude_history,
+            "num_users": len(users),
+            "num_items": len(items),
+            "popularity": popularity,
+            "sasrec": {
+                **sasrec,
+                "best_epoch": trained.best_epoch,
+                "epochs_run": trained.epochs_run,
+                "wall_time_s": round(trained.wall_time_s, 1),
+            },
+        },
+    )
+    logging.info(
+        "SASRec: best epoch %d of %d, %.1f s; wrote %s",
+        trained.best_epoch,
+        trained.epochs_run,
+        trained.wall_time_s,
+        METRICS,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Stage ``evaluate``: valid and test HR@K / NDCG@K of every trained generative recommender.
+
+Reads ``data/download/users.jsonl``, ``data/rqvae/codes.npy``, each model folder of
+:data:`MODELS` that exists (``data/sft/model``; ``data/grpo/model`` once trained),
+``data/mine/users.jsonl`` when a model's prompt uses user interests, and
+``metrics/baselines.json`` when present (the stage depends on ``data/baselines``, written
+together with it). Writes ``metrics/eval.json`` (per model and split:
+HR@K, NDCG@K, invalid / duplicate / missing beams, decoding wall time; the baselines next to
+them) and ``plots/evaluate/hr_at_k/<ranker>.json`` (test HR@K and NDCG@K by K, one file per
+ranker). Params: ``base.seed``, ``evaluate``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from deepinterestgr import params
+from deepinterestgr.generative_evaluation import evaluate_recommender, hr_by_k_rows
+from deepinterestgr.generative_model import load_recommender
+from deepinterestgr.io import (
+    DatasetFiles,
+    load_array,
+    read_json,
+    read_user_interests,
+    read_users,
+    write_json,
+)
+from deepinterestgr.seeding import seed_everything
+from deepinterestgr.sft_data import user_text
+
+DATASET = DatasetFiles(Path("data/download"))
+CODES = Path("data/rqvae/codes.npy")
+USER_INTERESTS = Path("data/mine/users.jsonl")
+MODELS = {"sft": Path("data/sft/model"), "grpo": Path("data/grpo/model")}
+BASELINES = Path("metrics/baselines.json")
+METRICS = Path("metrics/eval.json")
+PLOTS = Path("plots/evaluate/hr_at_k")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    base = params.load("base")
+    config = params.load("evaluate")
+    seed_everything(base.seed)
+
+    users = read_users(DATASET.users)
+    codes = load_array(CODES)
+    logging.info("read %s users and SIDs of %s items", f"{len(users):,}", f"{len(codes):,}")
+
+    report: dict = {"exclude_history": config.exclude_history, "num_beams": config.num_beams}
+    test_metrics = {}
+    for name, folder in MODELS.items():
+        if not folder.exists():
+            logging.info("no %s model at %s: skipped", name, folder)
+            continue
+        recommender = load_recommender(folder)
+        user_texts = None
+        if recommender.spec.task == "interests_history":
+            by_user = {row.user_id: row for row in read_user_interests(USER_INTERESTS)}
+            user_texts = [user_text(by_user.get(u.user_id)) for u in users]
+        report[name] = {}
+        for split in ("valid", "test"):
+            evaluation = evaluate_recommender(
+                recommender,
+                codes,
+                users,
+                split,
+                config.ks,
+                config.exclude_history,
+                config.num_beams,
+                config.batch_size,
+                user_texts,
+            )
+            report[name][split] = evaluation.to_dict()
+        test_metrics[name] = report[name]["test"]
+
+    if BASELINES.exists():
+        baselines = read_json(BASELINES)
+        for name in ("popularity", "sasrec"):
+            if name in baselines:
+                report[name] = {split: baselines[name][split] for split in ("valid", "test")}
+                test_metrics[name] = baselines[name]["test"]
+    write_json(METRICS, report)
+    shutil.rmtree(PLOTS, ignore_errors=True)
+    for name, metrics in test_metrics.items():
+        write_json(PLOTS / f"{name}.json", hr_by_k_rows(metrics, config.ks))
+    logging.info("wrote %s and %s plot files under %s", METRICS, len(test_metrics), PLOTS)
+
+
+if __name__ == "__main__":
+    main()

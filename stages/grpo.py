@@ -1,0 +1,100 @@
+"""Stage ``grpo``: reinforce the SFT recommender with the Interest-Aware Reward (METHOD.md, grpo).
+
+Reads ``data/sft/model/`` (model, tokenizer, prompt spec), ``data/rqvae/codes.npy`` (int64
+``[N, L+1]``), ``data/label/quality.npy`` (float32 ``[N]``, ``q_i``),
+``data/download/users.jsonl`` and, when the prompt spec uses user interests,
+``data/mine/users.jsonl``. Writes ``data/grpo/model/`` (same format as ``data/sft/model/``), the
+per-step curves ``dvclive/grpo/`` (loss, KL, total reward, each reward term's mean) and
+``metrics/grpo.json`` (steps, wall time, prompts, start and end of each curve).
+Params: ``base.seed``, ``grpo``, ``sft.backbone`` (LoRA when it is ``pretrained``).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from deepinterestgr import params
+from deepinterestgr.constrained_decoding import SidPrefixTree
+from deepinterestgr.generative_model import load_recommender, save_recommender
+from deepinterestgr.grpo import build_rollout, curve_summary, rl_prompts, train_grpo
+from deepinterestgr.io import DatasetFiles, load_array, read_user_interests, read_users, write_json
+from deepinterestgr.rewards import trl_reward_functions
+from deepinterestgr.seeding import seed_everything
+from deepinterestgr.sft_data import build_encoder, user_text
+from deepinterestgr.sid_tokenizer import sid_token_ids
+
+DATASET = DatasetFiles(Path("data/download"))
+SFT_MODEL = Path("data/sft/model")
+CODES = Path("data/rqvae/codes.npy")
+QUALITY = Path("data/label/quality.npy")
+USER_INTERESTS = Path("data/mine/users.jsonl")
+OUTPUT = Path("data/grpo")
+LIVE = Path("dvclive/grpo")
+METRICS = Path("metrics/grpo.json")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    base, config = params.load("base"), params.load("grpo")
+    backbone = params.load("sft").backbone
+    rng = seed_everything(base.seed)
+
+    model, tokenizer, spec = load_recommender(SFT_MODEL)
+    users, codes, quality = read_users(DATASET.users), load_array(CODES), load_array(QUALITY)
+    if quality.shape != (len(codes),):
+        raise ValueError(f"{QUALITY}: shape {quality.shape}, expected ({len(codes)},) as {CODES}")
+    by_user = {}
+    if spec.task == "interests_history":
+        by_user = {u.user_id: u for u in read_user_interests(USER_INTERESTS)}
+    user_texts = [user_text(by_user.get(u.user_id)) for u in users]
+    sid_ids = sid_token_ids(tokenizer, codes)
+    # Only prompts are written here: item texts (alignment tasks) are not needed.
+    encoder = build_encoder(tokenizer, sid_ids, spec, [""] * len(codes), user_texts)
+    made = rl_prompts(users, encoder.prompt, codes, quality, config.max_prompts, rng)
+    logging.info(
+        "%s prompts from %s users (%s skipped: target in history, %s: too short)",
+        f"{len(made.prompts):,}",
+        f"{len(users):,}",
+        f"{made.skipped_repeat:,}",
+        f"{made.skipped_short:,}",
+    )
+
+    dataset, rollout = build_rollout(made.prompts, tokenizer, SidPrefixTree.from_codes(sid_ids))
+    catalogue = {tuple(row) for row in codes.tolist()}
+    rewards = trl_reward_functions(catalogue, num_levels=codes.shape[1] - 1)
+    peft_config = None
+    if backbone == "pretrained":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **config.lora)
+    with tempfile.TemporaryDirectory(prefix="grpo-") as scratch:
+        trained, outcome = train_grpo(
+            model,
+            tokenizer,
+            dataset,
+            rollout,
+            rewards,
+            config,
+            base.seed,
+            scratch,
+            peft_config=peft_config,
+            live_dir=LIVE,
+        )
+    save_recommender(OUTPUT / "model", trained, tokenizer, spec)
+    write_json(
+        METRICS,
+        {
+            "steps": outcome.steps,
+            "wall_time_s": round(outcome.seconds, 1),
+            "stopped_by_time_budget": outcome.stopped_by_time,
+            "prompts": len(made.prompts),
+            "curves": curve_summary(outcome.history),
+        },
+    )
+    logging.info("wrote %s and %s", OUTPUT / "model", METRICS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""label stage: judge a sample of mined interests, learn the judge, label every interest.
+
+Reads  data/download/items.jsonl (items), data/mine/items.jsonl (mined item interests).
+Writes data/label/items.jsonl (interests with p_positive and positive),
+       data/label/quality.npy (float32 [N], q_i), data/label/judged.jsonl (the judged sample),
+       metrics/label.json (held-out AUC, accuracy, Brier, ECE against the judge; q_i spread).
+Params base, label. Sentence embeddings are cached in data/cache/embeddings and LLM judge
+answers in data/cache/llm_judge (outside DVC: a content-addressed cache cannot go stale, and a
+rerun must not pay for them again).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from deepinterestgr import io
+from deepinterestgr.embedding import EmbeddingCache, embed_texts, evidence_text, sentence_encoder
+from deepinterestgr.labeling import label_interests, make_offline_judge
+from deepinterestgr.llm_judge import make_llm_judge
+from deepinterestgr.params import load
+from deepinterestgr.seeding import seed_everything
+
+ITEMS = Path("data/download/items.jsonl")
+MINED = Path("data/mine/items.jsonl")
+OUT = Path("data/label")
+CACHE = Path("data/cache/embeddings")
+LLM_CACHE = Path("data/cache/llm_judge")
+METRICS = Path("metrics/label.json")
+
+log = logging.getLogger("label")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    base, params = load("base"), load("label")
+    seed_everything(base.seed)
+    items = io.read_items(ITEMS)
+    rows = io.align_item_interests(io.read_item_interests(MINED), len(items), MINED)
+    evidence = [evidence_text(item, params.evidence) for item in items]
+
+    cache = EmbeddingCache(CACHE)
+    encoder = sentence_encoder(params.encoder, normalize=True, batch_size=params.batch_size)
+
+    def embed(texts):
+        return embed_texts(texts, encoder, cache, params.encoder, True, params.batch_size).vectors
+
+    if params.judge == "llm":
+        judge = make_llm_judge(params.llm_judge, LLM_CACHE)
+    else:
+        judge = make_offline_judge(
+            params.offline_judge.lexical_weight, params.offline_judge.threshold
+        )
+    result = label_interests(
+        rows,
+        evidence,
+        embed,
+        judge,
+        params.sample_size,
+        params.test_fraction,
+        params.classifier,
+        params.threshold,
+        params.empty_quality,
+        params.ece_bins,
+        base.seed,
+    )
+    io.write_item_interests(OUT / "items.jsonl", result.rows)
+    io.save_array(OUT / "quality.npy", result.quality)
+    io.write_jsonl(OUT / "judged.jsonl", result.judged)
+    io.write_json(METRICS, {"judge": params.judge, **result.metrics})
+    m = result.metrics
+    log.info(
+        "labelled %s interests of %s items (%.1f%% positive); judge sample %s, held-out AUC %.3f, "
+        "accuracy %.3f, ECE %.3f; mean q_i %.3f",
+        f"{m['interests']:,}",
+        f"{m['items']:,}",
+        100 * m["positive_share"],
+        f"{m['judge_sample']:,}",
+        m["auc"],
+        m["accuracy"],
+        m["ece"],
+        m["q_mean"],
+    )
+
+
+if __name__ == "__main__":
+    main()

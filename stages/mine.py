@@ -1,0 +1,69 @@
+"""Stage ``mine``: deep interests of every item and user, from several backends, merged.
+
+Reads:   data/download/items.jsonl, data/download/users.jsonl (training part of each
+         history only), data/download/images/ (item images, for LLMs with ``images: true``);
+         the ``precomputed`` file when that backend is listed.
+Writes:  data/mine/items.jsonl (io.ItemInterests, merged, strongest first),
+         data/mine/users.jsonl (io.UserInterests), data/mine/raw/<backend>.jsonl (one raw
+         record per LLM request: reasoning, answer texts, tokens, failure reason),
+         metrics/mine.json (jobs, cached, failed, tokens and estimated cost per backend).
+         LLM answers are cached in ``mine.cache_dir`` (kept across runs; a rerun pays nothing).
+Params:  base.seed, mine.* (backends, prompt versions, model names, limits, prices, cap).
+API keys come only from the environment variables that ``mine.llms.<name>.api_key_env`` names.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from deepinterestgr import io
+from deepinterestgr.interest_mining import mine_interests, summary
+from deepinterestgr.params import load
+from deepinterestgr.seeding import seed_everything
+
+DATA = io.DatasetFiles(Path("data/download"))
+OUT = Path("data/mine")
+METRICS = Path("metrics/mine.json")
+
+log = logging.getLogger("mine")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # One line per HTTP request would drown the progress bar (URLs only, never keys).
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    base, params = load("base"), load("mine")
+    seed_everything(base.seed)
+    items, users = io.read_items(DATA.items), io.read_users(DATA.users)
+    log.info(
+        "%s items, %s users; backends: %s",
+        f"{len(items):,}",
+        f"{len(users):,}",
+        ", ".join(params.backends),
+    )
+
+    output = mine_interests(params, items, users, image_dir=DATA.folder, seed=base.seed)
+
+    shutil.rmtree(OUT, ignore_errors=True)  # rewrite the output completely
+    io.write_item_interests(OUT / "items.jsonl", output.items)
+    io.write_user_interests(OUT / "users.jsonl", output.users)
+    for name, records in output.raw.items():
+        io.write_jsonl(OUT / "raw" / f"{name}.jsonl", records)
+    metrics = summary(output)
+    io.write_json(METRICS, metrics)
+    log.info(
+        "wrote %s item rows (%.2f descriptors each, %.2f models per descriptor), %s user rows, "
+        "estimated cost $%.4f",
+        f"{len(output.items):,}",
+        metrics["descriptors_per_item"],
+        metrics["models_per_descriptor"],
+        f"{len(output.users):,}",
+        metrics["cost_usd"],
+    )
+
+
+if __name__ == "__main__":
+    main()

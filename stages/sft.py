@@ -1,0 +1,144 @@
+"""Stage ``sft``: train the generative recommender on SID sequences and interest alignment.
+
+Reads ``data/download/{items,users}.jsonl``, ``data/rqvae/codes.npy`` (int64 ``[N, L+1]``),
+``data/label/items.jsonl`` (item interests; negatively labelled ones are left out) and
+``data/mine/users.jsonl`` (user interests from training histories; may be empty). Writes
+``data/sft/model/`` (model, tokenizer, ``recommender.json``), the training curves
+``dvclive/sft/`` and ``metrics/sft.json`` (best validation loss, steps, epochs, wall time,
+example counts, parameter count). Params: ``base.seed``, ``sft``.
+Runs as is or under ``accelerate launch stages/sft.py`` (several GPUs).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from deepinterestgr import params
+from deepinterestgr.generative_model import (
+    PromptSpec,
+    build_pretrained_lora_model,
+    build_scratch_model,
+    save_recommender,
+)
+from deepinterestgr.io import (
+    DatasetFiles,
+    align_item_interests,
+    load_array,
+    read_item_interests,
+    read_items,
+    read_user_interests,
+    read_users,
+    write_json,
+)
+from deepinterestgr.seeding import seed_everything
+from deepinterestgr.sft_data import (
+    TASKS,
+    build_encoder,
+    item_text,
+    mix_tasks,
+    sample_users,
+    user_text,
+)
+from deepinterestgr.sft_training import train_sft
+from deepinterestgr.sid_tokenizer import (
+    build_tokenizer,
+    extend_pretrained_tokenizer,
+    level_sizes_of,
+    sid_token_ids,
+)
+
+DATASET = DatasetFiles(Path("data/download"))
+CODES = Path("data/rqvae/codes.npy")
+ITEM_INTERESTS = Path("data/label/items.jsonl")
+USER_INTERESTS = Path("data/mine/users.jsonl")
+OUTPUT = Path("data/sft")
+LIVE = Path("dvclive/sft")
+METRICS = Path("metrics/sft.json")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    base = params.load("base")
+    config = params.load("sft")
+    rng = seed_everything(base.seed)
+
+    items, users = read_items(DATASET.items), read_users(DATASET.users)
+    codes = load_array(CODES)
+    if codes.shape[0] != len(items):
+        raise ValueError(f"{CODES}: {codes.shape[0]} rows for {len(items)} items")
+    interests = align_item_interests(
+        read_item_interests(ITEM_INTERESTS), len(items), ITEM_INTERESTS
+    )
+    by_user = {row.user_id: row for row in read_user_interests(USER_INTERESTS)}
+    item_texts = [
+        item_text(i, r, config.title_in_alignment) for i, r in zip(items, interests, strict=True)
+    ]
+    user_texts = [user_text(by_user.get(u.user_id)) for u in users]
+    logging.info(
+        "read %s items, %s users, %s user interest rows, SIDs %s",
+        f"{len(items):,}",
+        f"{len(users):,}",
+        f"{len(by_user):,}",
+        codes.shape,
+    )
+
+    if config.backbone == "scratch":
+        tokenizer = build_tokenizer(
+            level_sizes_of(codes),
+            item_texts + user_texts,
+            config.text_vocab_size,
+            config.text_min_count,
+        )
+        model = build_scratch_model(config.model_type, config.model_config, tokenizer)
+    else:
+        tokenizer = extend_pretrained_tokenizer(config.pretrained_path, level_sizes_of(codes))
+        model = build_pretrained_lora_model(config.pretrained_path, tokenizer, config.lora)
+    spec = PromptSpec(config.inference_task, config.max_history, config.max_text_tokens)
+    encoder = build_encoder(
+        tokenizer, sid_token_ids(tokenizer, codes), spec, item_texts, user_texts
+    )
+    weights = config.task_weights
+    train = mix_tasks(
+        {t: encoder.task_examples(users, t) for t in TASKS if weights.get(t, 0) > 0}, weights, rng
+    )
+    valid = encoder.validation_examples(sample_users(users, config.valid_users, rng))
+    logging.info("%s training and %s validation examples", f"{len(train):,}", f"{len(valid):,}")
+
+    result = train_sft(
+        model,
+        tokenizer,
+        train,
+        valid,
+        config.trainer,
+        OUTPUT / "checkpoints",
+        LIVE,
+        base.seed,
+        config.early_stopping_patience,
+        config.max_minutes,
+    )
+    if result.is_main_process:
+        save_recommender(OUTPUT / "model", result.model, tokenizer, spec)
+        shutil.rmtree(OUTPUT / "checkpoints", ignore_errors=True)
+        write_json(
+            METRICS,
+            {
+                "best_eval_loss": round(result.best_eval_loss, 5),
+                "steps": result.steps,
+                "epochs": round(result.epochs, 2),
+                "wall_time_s": round(result.wall_time_s, 1),
+                "stopped_by_time_budget": result.stopped_by_time,
+                "train_examples": len(train),
+                "valid_examples": len(valid),
+                "vocab_size": len(tokenizer),
+                "parameters": int(sum(np.prod(p.shape) for p in result.model.parameters())),
+            },
+        )
+        logging.info("wrote %s and %s", OUTPUT / "model", METRICS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The mine stage end to end: several backends merged, outputs written, no key anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepinterestgr import io
+from deepinterestgr.config import build
+from deepinterestgr.interest_mining import MiningFailed, mine_interests
+from deepinterestgr.params import MineParams
+from deepinterestgr.prompts import user_history_prompt
+from fake_llm_server import FakeLLMServer
+from test_mining_llm import KEY, KEY_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_dataset(folder: Path) -> tuple[list[io.Item], list[io.UserSequence]]:
+    (folder / "images").mkdir(parents=True)
+    kinds = ["lip oil", "nail polish", "face cream"]
+    items = []
+    for i in range(6):
+        (folder / "images" / f"{i}.png").write_bytes(b"\x89PNG fake " + bytes([i]))
+        kind = kinds[i % 3]
+        items.append(
+            io.Item(
+                i,
+                f"A{i}",
+                f"Item {i} {kind}",
+                "Glossa",
+                (("Beauty", kind),),
+                f"A {kind} for daily use.",
+                5.0 + i,
+                f"images/{i}.png",
+            )
+        )
+    users = [io.UserSequence(u, f"U{u}", tuple((u + k) % 6 for k in range(5))) for u in range(8)]
+    io.write_items(folder / "items.jsonl", items)
+    io.write_users(folder / "users.jsonl", users)
+    return items, users
+
+
+def mine_params(url: str, cache_dir: Path, backends: list[str], **llm_changes) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["mine"]
+    params.update(backends=backends, cache_dir=str(cache_dir), merge_similarity=1.01)
+    params["llms"]["fake"] = {
+        **params["llms"]["claude"],
+        "base_url": url,
+        "api_key_env": KEY_ENV,
+        "users": True,
+        "concurrency": 4,
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.02,
+        "timeout_s": 10,
+        **llm_changes,
+    }
+    return params
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with FakeLLMServer() as fake:
+        yield fake
+
+
+def test_llm_text_image_and_user_answers_are_merged_with_provenance(server, tmp_path):
+    items, users = tiny_dataset(tmp_path / "download")
+    params = build(MineParams, mine_params(server.url, tmp_path / "cache", ["fake"]), "mine")
+    out = mine_interests(params, items, users, tmp_path / "download", seed=0)
+    # Per item: a text and an image request; per user: one history request (training only).
+    contents = [r["body"]["messages"][0]["content"] for r in server.completions()]
+    # Users 6 and 7 have the training histories of users 0 and 1: one request serves both.
+    assert len(contents) == 6 + 6 + 6 and sum(c[0]["type"] == "image" for c in contents) == 6
+    top = out.items[0].interests[0]
+    assert top.models == ("fake:claude-haiku-4-5", "fake:claude-haiku-4-5+image")
+    assert not out.items[0].offline and len(out.users) == 8
+    assert out.stats["fake"]["jobs"] == 20 and out.stats["fake"]["cost_usd"] > 0
+    sent = {c[-1]["text"] for c in contents if "<history>" in c[-1]["text"]}
+    expected = {}
+    for user in users:
+        text = user_history_prompt([items[i] for i in user.train], "v1", 5, 20).user
+        expected[text] = user
+        for held_out in (user.valid_target, user.test_target):
+            assert f"Item {held_out} " not in text  # validation and test items never shown
+    assert sent == set(expected)
+
+
+def test_failure_rate_above_threshold_stops_with_a_summary(server, tmp_path):
+    items, users = tiny_dataset(tmp_path / "download")
+    server.default_action = "refusal"
+    params = build(
+        MineParams,
+        mine_params(server.url, tmp_path / "cache", ["fake"], users=False, images=False),
+        "mine",
+    )
+    with pytest.raises(MiningFailed, match=r"fake: 6 of 6 jobs failed .*refusal: 6"):
+        mine_interests(params, items, users, tmp_path / "download", seed=0)
+
+
+def test_unknown_backend_is_named(tmp_path):
+    params = build(MineParams, mine_params("http://x", tmp_path, ["gpt5"]), "mine")
+    with pytest.raises(ValueError, match="unknown backend 'gpt5'"):
+        mine_interests(params, [], [], tmp_path, seed=0)
+
+
+@pytest.mark.slow
+def test_stage_with_offline_precomputed_and_llm_leaks_no_key(server, tmp_path):
+    project = tmp_path / "project"
+    items, _ = tiny_dataset(project / "data" / "download")
+    (project / "pre.jsonl").write_text(
+        json.dumps(
+            {
+                "asin": "A0",
+                "descriptors": [{"descriptor": "glossy lips all day", "confidence": 0.8}],
+            }
+        )
+        + "\n"
+    )
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["mine"] = mine_params(
+        server.url, Path("data/cache/llm_mine"), ["offline", "precomputed", "fake"]
+    )
+    params["mine"]["precomputed"]["path"] = "pre.jsonl"
+    params["mine"]["offline"]["min_df"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "mine.py")],
+        cwd=project,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+
+    rows = io.read_item_interests(project / "data" / "mine" / "items.jsonl")
+    assert len(rows) == len(items) and all(row.interests for row in rows)
+    models = {m for row in rows for i in row.interests for m in i.models}
+    assert {"offline", "precomputed-claude", "fake:claude-haiku-4-5"} <= models
+    metrics = json.loads((project / "metrics" / "mine.json").read_text())
+    assert set(metrics["backends"]) == {"offline", "precomputed", "fake"}
+    raw = (project / "data" / "mine" / "raw" / "fake.jsonl").read_text().splitlines()
+    assert len(raw) == 20 and json.loads(raw[0])["reasoning"]
+    # The key lives only in the environment: not in outputs, caches, logs or a lock file
+    # recording the params (what dvc.lock stores).
+    lock = project / "dvc.lock.like"
+    lock.write_text(yaml.safe_dump({"params": {"params.yaml": {"mine": params["mine"]}}}))
+    files = [p for p in project.rglob("*") if p.is_file()]
+    assert len(files) > 20
+    for path in files:
+        assert KEY.encode() not in path.read_bytes(), path
+    assert KEY not in run.stdout + run.stderr

@@ -1,0 +1,69 @@
+"""README tables are generated from metrics files and `dvc exp show --json` output."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepinterestgr.reporting import (
+    experiment_rows,
+    markdown_table,
+    replace_between_markers,
+    rows_from_metrics,
+)
+
+EVAL = {
+    "exclude_history": True,
+    "sft": {"valid": {"hr@10": 0.5}, "test": {"hr@5": 0.25, "ndcg@5": 0.125, "hr@10": 0.5}},
+    "grpo": {"valid": {}, "test": {"hr@5": 0.3, "ndcg@5": 0.2, "hr@10": 0.55, "ndcg@10": 0.25}},
+}
+BASELINES = {"exclude_history": True, "popularity": {"test": {"hr@10": 0.01}}}
+
+
+def test_rows_take_test_metrics_of_baselines_then_generative_rankers():
+    rows = rows_from_metrics("beauty", EVAL, BASELINES, "note")
+    assert [(r.ranker, r.metrics.get("hr@10")) for r in rows] == [
+        ("popularity", 0.01),
+        ("sft", 0.5),
+        ("grpo", 0.55),
+    ]
+
+
+def test_markdown_table_formats_four_decimals_and_dashes_missing_values():
+    table = markdown_table(rows_from_metrics("run", {"sft": EVAL["sft"]}, None))
+    assert table.splitlines() == [
+        "| run | ranker | HR@5 | NDCG@5 | HR@10 | NDCG@10 | note |",
+        "|---|---|---|---|---|---|---|",
+        "| run | sft | 0.2500 | 0.1250 | 0.5000 | - |  |",
+    ]
+
+
+def test_replace_between_markers_is_idempotent_and_requires_the_markers():
+    text = "a\n<!-- t:begin -->\nold\n<!-- t:end -->\nb\n"
+    once = replace_between_markers(text, "t", "new")
+    assert once == "a\n<!-- t:begin -->\nnew\n<!-- t:end -->\nb\n"
+    assert replace_between_markers(once, "t", "new") == once
+    with pytest.raises(ValueError, match="markers"):
+        replace_between_markers("no markers", "t", "x")
+
+
+def test_experiment_rows_walk_baseline_and_experiments_and_skip_unevaluated():
+    def revision(name, metrics):
+        files = {"metrics/eval.json": {"data": metrics}} if metrics else {}
+        return {"rev": "abc1234def", "name": name, "data": {"metrics": files}}
+
+    exp_show = [
+        revision("workspace", EVAL),
+        {
+            **revision("main", None),
+            "experiments": [
+                {"revs": [revision("no-interests", {"sft": EVAL["sft"]})]},
+                {"revs": [revision("queued", None)]},
+            ],
+        },
+    ]
+    rows = experiment_rows(exp_show)
+    assert [(r.run, r.ranker) for r in rows] == [
+        ("workspace", "sft"),
+        ("workspace", "grpo"),
+        ("no-interests", "sft"),
+    ]
