@@ -54,6 +54,11 @@ def test_dvc_repro_runs_the_default_pipeline_and_a_second_run_reruns_nothing(tmp
     (project / "dvc.lock").unlink(missing_ok=True)
     shutil.rmtree(project / "metrics", ignore_errors=True)
     _run(["git", "init", "-q"], project)
+    _run(["git", "add", "-A"], project)
+    _run(
+        ["git", "-c", "user.name=ci", "-c", "user.email=ci@localhost", "commit", "-qm", "copy"],
+        project,
+    )
     dvc = [sys.executable, "-m", "dvc"]
 
     _run([*dvc, "repro"], project)

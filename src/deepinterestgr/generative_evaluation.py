@@ -81,26 +81,17 @@ def evaluate_recommender(
     """
     if num_beams < max(ks):
         raise ValueError(f"num_beams ({num_beams}) must be at least max(ks) ({max(ks)})")
-    model, tokenizer, spec = recommender
-    sid_ids = sid_token_ids(tokenizer, codes)
-    if user_texts is None:
-        if spec.task != "history":
-            raise ValueError(f"prompt task '{spec.task}' needs user interest texts")
-        user_texts = [""] * len(users)
-    encoder = build_encoder(tokenizer, sid_ids, spec, [""] * len(codes), user_texts)
-    tree = SidPrefixTree.from_codes(sid_ids)
     examples = split_examples(users, split)
-    prompts = [encoder.prompt(u.user_id, h) for u, h in zip(users, examples.histories, strict=True)]
-
     start = time.perf_counter()
-    beams = rank_items(
-        model,
-        prompts,
-        tree,
+    beams = recommend(
+        recommender,
+        codes,
+        [user.user_id for user in users],
+        examples.histories,
         num_beams,
-        tokenizer.pad_token_id,
         batch_size,
-        exclude=examples.histories if exclude_history else None,
+        user_texts,
+        exclude_history,
         progress=f"decode {split}",
     )
     elapsed = time.perf_counter() - start
@@ -112,7 +103,7 @@ def evaluate_recommender(
         exclude_history=exclude_history,
         ranks=ranks,
     )
-    checks = decoding_checks(beams, sid_ids)
+    checks = decoding_checks(beams, sid_token_ids(recommender.tokenizer, codes))
     logger.info(
         "%s: %s users in %.1f s (%.0f users/s), %s; %s",
         split,
@@ -123,6 +114,44 @@ def evaluate_recommender(
         checks,
     )
     return GenerativeEvaluation(result, checks, elapsed)
+
+
+def recommend(
+    recommender: Recommender,
+    codes: np.ndarray,
+    user_ids: Sequence[int],
+    histories: Sequence[Sequence[int]],
+    num_beams: int,
+    batch_size: int,
+    user_texts: Sequence[str] | None = None,
+    exclude_history: bool = True,
+    progress: str | None = None,
+) -> BeamResult:
+    """Top-``num_beams`` items per history by constrained beam search, best first.
+
+    ``codes`` int ``[N, L+1]``: every item's SID codes; ``user_texts`` (indexed by user id) is
+    needed when the recommender's prompt task is ``interests_history``. With
+    ``exclude_history`` the history items are masked inside the search.
+    """
+    model, tokenizer, spec = recommender
+    sid_ids = sid_token_ids(tokenizer, codes)
+    if user_texts is None:
+        if spec.task != "history":
+            raise ValueError(f"prompt task '{spec.task}' needs user interest texts")
+        user_texts = [""] * (max(user_ids, default=-1) + 1)
+    encoder = build_encoder(tokenizer, sid_ids, spec, [""] * len(codes), user_texts)
+    tree = SidPrefixTree.from_codes(sid_ids)
+    prompts = [encoder.prompt(u, h) for u, h in zip(user_ids, histories, strict=True)]
+    return rank_items(
+        model,
+        prompts,
+        tree,
+        num_beams,
+        tokenizer.pad_token_id,
+        batch_size,
+        exclude=histories if exclude_history else None,
+        progress=progress,
+    )
 
 
 def hr_by_k_rows(metrics: dict[str, float], ks: Sequence[int]) -> list[dict[str, float]]:
