@@ -35,11 +35,23 @@ def test_build_converts_nested_values_and_yaml_float_strings():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"steps": 3, "ks": [1], "inner": {"rate": 1, "name": "a", "typo": 1}}, "x.inner: unknown key 'typo'"),
+        (
+            {"steps": 3, "ks": [1], "inner": {"rate": 1, "name": "a", "typo": 1}},
+            "x.inner: unknown key 'typo'",
+        ),
         ({"steps": 3, "ks": [1], "inner": {"name": "a"}}, "x.inner.rate: missing key"),
-        ({"steps": "3", "ks": [1], "inner": {"rate": 1, "name": "a"}}, "x.steps: expected an integer"),
-        ({"steps": True, "ks": [1], "inner": {"rate": 1, "name": "a"}}, "x.steps: expected an integer"),
-        ({"steps": 3, "ks": ["a"], "inner": {"rate": 1, "name": "a"}}, "x.ks[0]: expected an integer"),
+        (
+            {"steps": "3", "ks": [1], "inner": {"rate": 1, "name": "a"}},
+            "x.steps: expected an integer",
+        ),
+        (
+            {"steps": True, "ks": [1], "inner": {"rate": 1, "name": "a"}},
+            "x.steps: expected an integer",
+        ),
+        (
+            {"steps": 3, "ks": ["a"], "inner": {"rate": 1, "name": "a"}},
+            "x.ks[0]: expected an integer",
+        ),
     ],
 )
 def test_build_names_the_offending_key(data, message):
@@ -57,7 +69,9 @@ def test_every_params_section_loads_into_its_dataclass():
 def test_every_stage_declares_existing_sections_and_its_own_files():
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     for name, stage in pipeline["stages"].items():
-        assert stage["cmd"].split()[-1] == f"stages/{name}.py" or f"stages/{name}.py" in stage["cmd"]
+        assert (
+            stage["cmd"].split()[-1] == f"stages/{name}.py" or f"stages/{name}.py" in stage["cmd"]
+        )
         assert f"stages/{name}.py" in stage["deps"], f"stage {name} must depend on its script"
         for dep in stage["deps"]:
             assert (ROOT / dep).exists() or dep.startswith("data/"), f"{name}: missing dep {dep}"

@@ -322,7 +322,9 @@ def read_item_interests(path: str | Path) -> list[ItemInterests]:
             for k, r in enumerate(_require(record, "interests", where))
         )
         rows.append(
-            ItemInterests(int(_require(record, "item_id", where)), interests, bool(record.get("offline")))
+            ItemInterests(
+                int(_require(record, "item_id", where)), interests, bool(record.get("offline"))
+            )
         )
     return rows
 
@@ -350,7 +352,9 @@ def read_user_interests(path: str | Path) -> list[UserInterests]:
             for k, r in enumerate(_require(record, "interests", where))
         )
         rows.append(
-            UserInterests(int(_require(record, "user_id", where)), interests, bool(record.get("offline")))
+            UserInterests(
+                int(_require(record, "user_id", where)), interests, bool(record.get("offline"))
+            )
         )
     return rows
 
@@ -379,6 +383,7 @@ def align_item_interests(
             raise DataFormatError(f"{source}: record {k + 1}: item_id {row.item_id} appears twice")
         by_id[row.item_id] = row
     return [by_id.get(i, ItemInterests(i, ())) for i in range(num_items)]
+
 
 # <io:embed>
 

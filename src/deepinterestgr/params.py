@@ -131,6 +131,7 @@ class MineParams:
     precomputed: PrecomputedParams  # settings of the precomputed backend
     llms: dict[str, LLMParams]  # named LLM backends; a name in backends selects one
 
+
 # --------------------------------------------------------------------------- label and embed
 
 
@@ -218,6 +219,7 @@ class RqvaeParams:
     dead_code_threshold: int  # a code chosen fewer times than this in an epoch is re-seeded
     reseed_every: int  # epochs between dead-code re-seeding from a batch's residuals; 0 = never
     last_level: Literal["nearest", "balanced"]  # nearest code, or one-to-one per shared prefix
+
 
 # --------------------------------------------------------------------------- sft
 
