@@ -53,7 +53,7 @@ def main() -> None:
     text = replace_between_markers(text, "results", markdown_table(recorded_rows(ROOT / "results")))
     if args.ablations:
         shown = subprocess.run(
-            [sys.executable, "-m", "dvc", "exp", "show", "--json"],
+            [sys.executable, "-m", "dvc", "exp", "show", "--json", "-A"],
             cwd=ROOT,
             check=True,
             capture_output=True,

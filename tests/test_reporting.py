@@ -46,7 +46,7 @@ def test_replace_between_markers_is_idempotent_and_requires_the_markers():
         replace_between_markers("no markers", "t", "x")
 
 
-def test_experiment_rows_walk_baseline_and_experiments_and_skip_unevaluated():
+def test_experiment_rows_take_named_experiments_only_and_skip_unevaluated():
     def revision(name, metrics):
         files = {"metrics/eval.json": {"data": metrics}} if metrics else {}
         return {"rev": "abc1234def", "name": name, "data": {"metrics": files}}
@@ -54,16 +54,23 @@ def test_experiment_rows_walk_baseline_and_experiments_and_skip_unevaluated():
     exp_show = [
         revision("workspace", EVAL),
         {
-            **revision("main", None),
+            **revision("main", EVAL),
             "experiments": [
-                {"revs": [revision("no-interests", {"sft": EVAL["sft"]})]},
-                {"revs": [revision("queued", None)]},
+                {"name": "no-interests", "revs": [revision(None, {"sft": EVAL["sft"]})]},
+                {"name": "queued", "revs": [revision(None, None)]},
+                {
+                    "name": "running",
+                    "executor": {"state": "running"},
+                    "revs": [revision(None, EVAL)],
+                },
+                {"name": "no-interests", "revs": [revision(None, EVAL)]},  # an older run
+                {"name": "full", "revs": [revision(None, EVAL)]},
             ],
         },
     ]
     rows = experiment_rows(exp_show)
     assert [(r.run, r.ranker) for r in rows] == [
-        ("workspace", "sft"),
-        ("workspace", "grpo"),
         ("no-interests", "sft"),
+        ("full", "sft"),
+        ("full", "grpo"),
     ]

@@ -71,29 +71,34 @@ def replace_between_markers(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda m: f"{m.group(1)}{body.rstrip()}\n{m.group(3)}", text, count=1)
 
 
-def _walk_revisions(entries: Any) -> Iterator[Mapping[str, Any]]:
-    """Every revision record of ``dvc exp show --json`` (baseline and experiments)."""
+def _experiment_revisions(entries: Any) -> Iterator[Mapping[str, Any]]:
+    """Each experiment's revision record in ``dvc exp show --json`` output (not the commits)."""
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, Mapping):
             continue
-        if "data" in entry:
-            yield entry
         for experiment in entry.get("experiments") or []:
-            yield from _walk_revisions(experiment.get("revs") or [])
+            # A running or queued experiment shows its baseline's metrics: not a result yet.
+            if (experiment.get("executor") or {}).get("state", "success") != "success":
+                continue
+            for revision in experiment.get("revs") or []:
+                yield {**revision, "name": experiment.get("name") or revision.get("name")}
 
 
 def experiment_rows(exp_show: Any, metrics_file: str = "metrics/eval.json") -> list[ResultRow]:
-    """Rows of the ablation table: each experiment's SFT and GRPO test metrics.
+    """Rows of the ablation table: each DVC experiment's SFT and GRPO test metrics.
 
-    ``exp_show`` is the parsed output of ``dvc exp show --json``. Experiments without an
-    evaluation (queued, failed) are left out; the workspace row is named ``workspace``.
+    ``exp_show`` is the parsed output of ``dvc exp show --json -A``. Commits are not rows;
+    experiments without an evaluation (queued, failed) are left out; an experiment name seen
+    again (an older run on an older commit) keeps its first, newest row.
     """
-    rows = []
-    for revision in _walk_revisions(exp_show):
+    rows: list[ResultRow] = []
+    seen = set()
+    for revision in _experiment_revisions(exp_show):
+        name = revision.get("name") or str(revision.get("rev", ""))[:7]
         data = revision.get("data") or {}
-        name = revision.get("name") or data.get("name") or str(revision.get("rev", ""))[:7]
         evaluation = ((data.get("metrics") or {}).get(metrics_file) or {}).get("data")
-        if not evaluation:
+        if not evaluation or name in seen:
             continue
+        seen.add(name)
         rows.extend(rows_from_metrics(name, evaluation, None))
     return rows
