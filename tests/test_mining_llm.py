@@ -203,7 +203,9 @@ def test_injected_title_yields_valid_output_or_recorded_failure(server, tmp_path
     assert failed.record["status"] == "failed" and failed.record["interests"] == []
     assert repaired.ok and parse_answer(repaired.record["answers"][-1], 5).descriptors
     # The title reached the model as quoted data inside one intact <item_data> block.
-    user_text = server.completions()[0]["body"]["messages"][0]["content"][0]["text"]
+    # Both items are in flight at once: pick item 0's first request, whatever the arrival order.
+    texts = [c["body"]["messages"][0]["content"][0]["text"] for c in server.completions()]
+    user_text = next(text for text in texts if "HACKED 0" in text)
     assert user_text.count("</item_data>") == 1
     block = user_text.split("<item_data>")[1].split("</item_data>")[0]
     assert json.loads(block)["title"] == rows[0].title
