@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
 # The full pipeline on Amazon Beauty (../shared/data/amazon/beauty) as one DVC experiment:
 # the LLM-mined interests shipped with the data (precomputed; add LLM backends with API keys),
-# the paper's 3 x 256 Semantic IDs, SASRec at Beauty scale, and time budgets for sft and grpo.
-# Extra arguments are passed on, e.g. -S sft.max_minutes=120 or -S 'mine.backends=[offline]'.
-# Run from the activated environment (source .venv/bin/activate).
+# the paper's 3 x 256 Semantic IDs, SASRec at Beauty scale, and sft/grpo sized for a 2-core CPU
+# (about an hour of sft and half an hour of grpo on one core each). On a GPU raise
+# sft.trainer.num_train_epochs and the model size, e.g. -S sft.model_config.hidden_size=256.
+# Extra arguments are passed on, e.g. -S sft.trainer.num_train_epochs=20 or -S 'mine.backends=[offline]'.
+# Run from the activated environment (source .venv/bin/activate); results go to results/$NAME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dvc exp run -n "${NAME:-beauty}" \
+NAME="${NAME:-beauty}"
+dvc exp run -n "$NAME" \
   -S download.source=benchmark -S download.local_dir=../shared/data/amazon/beauty \
   -S 'mine.backends=[precomputed]' \
   -S rqvae.codebook_size=256 \
   -S baselines.sasrec.hidden_size=64 -S baselines.sasrec.num_heads=2 \
-  -S baselines.sasrec.feedforward_size=256 -S baselines.sasrec.dropout=0.5 \
+  -S baselines.sasrec.feedforward_size=256 -S baselines.sasrec.dropout=0.3 \
   -S baselines.sasrec.max_len=50 -S baselines.sasrec.batch_size=256 \
-  -S baselines.sasrec.learning_rate=0.001 -S baselines.sasrec.max_epochs=50 \
-  -S baselines.sasrec.patience=5 \
-  -S sft.max_minutes=120 -S sft.trainer.num_train_epochs=40 -S sft.model_config.hidden_size=128 \
-  -S grpo.max_prompts=4000 -S grpo.max_minutes=60 \
+  -S baselines.sasrec.learning_rate=0.002 -S baselines.sasrec.max_epochs=12 \
+  -S baselines.sasrec.patience=3 \
+  -S sft.model_config.hidden_size=128 -S sft.model_config.num_attention_heads=4 \
+  -S sft.model_config.num_key_value_heads=4 -S sft.model_config.intermediate_size=512 \
+  -S sft.task_weights.interests_to_sid=0.5 -S sft.task_weights.sid_to_interests=0.25 \
+  -S sft.valid_users=2000 -S sft.max_minutes=75 \
+  -S sft.trainer.num_train_epochs=6 -S sft.trainer.per_device_train_batch_size=256 \
+  -S sft.trainer.learning_rate=0.005 -S sft.trainer.warmup_steps=0.02 \
+  -S grpo.max_prompts=2000 -S grpo.epochs=1 -S grpo.max_minutes=30 \
   -S evaluate.batch_size=128 \
   "$@"
-mkdir -p "results/${NAME:-beauty}/metrics"
-cp params.yaml "results/${NAME:-beauty}/"
-cp metrics/*.json "results/${NAME:-beauty}/metrics/"
-printf 'bash scripts/beauty.sh %s\n' "$*" > "results/${NAME:-beauty}/commands.sh"
+mkdir -p "results/$NAME/metrics"
+cp params.yaml "results/$NAME/"
+cp metrics/*.json "results/$NAME/metrics/"
+printf 'NAME=%s bash scripts/beauty.sh %s\n' "$NAME" "$*" > "results/$NAME/commands.sh"
 python scripts/render_results.py
