@@ -24,6 +24,7 @@ from deepinterestgr.generative_evaluation import (
 from deepinterestgr.generative_model import PromptSpec, Recommender
 from deepinterestgr.io import UserSequence
 from deepinterestgr.sid_tokenizer import build_tokenizer
+from stage_inputs import write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,40 +110,7 @@ def test_hr_by_k_rows():
 @pytest.mark.slow
 def test_sft_and_evaluate_stages_end_to_end(tmp_path):
     """The two stages on a tiny synthetic catalogue, from their own working folder."""
-    from deepinterestgr.io import (
-        Interest,
-        Item,
-        ItemInterests,
-        save_array,
-        write_item_interests,
-        write_items,
-        write_json,
-        write_user_interests,
-        write_users,
-    )
-
-    rng = np.random.default_rng(0)
-    items = [Item(i, f"s{i}", f"item {i % 5}") for i in range(24)]
-    users = [UserSequence(u, f"u{u}", tuple(rng.permutation(24)[:6].tolist())) for u in range(40)]
-    write_items(tmp_path / "data/download/items.jsonl", items)
-    write_users(tmp_path / "data/download/users.jsonl", users)
-    codes = np.array([[i // 8, (i // 2) % 4, i % 2, 0] for i in range(24)], dtype=np.int64)
-    save_array(tmp_path / "data/rqvae/codes.npy", codes)
-    write_item_interests(
-        tmp_path / "data/label/items.jsonl",
-        [ItemInterests(i, (Interest(f"interest {i % 3}", 0.9, positive=True),)) for i in range(24)],
-    )
-    write_user_interests(tmp_path / "data/mine/users.jsonl", [])
-    baselines = {"valid": {"hr@1": 0.1, "ndcg@1": 0.1}, "test": {"hr@1": 0.2, "ndcg@1": 0.2}}
-    write_json(tmp_path / "metrics/baselines.json", {"popularity": baselines})
-
-    config = json.loads(
-        json.dumps(__import__("yaml").safe_load((ROOT / "params.yaml").read_text()))
-    )
-    config["sft"]["model_config"].update(hidden_size=16, num_hidden_layers=1, intermediate_size=32)
-    config["sft"]["trainer"].update(num_train_epochs=2, per_device_train_batch_size=16)
-    config["evaluate"].update(ks=[1], num_beams=4, batch_size=16)
-    (tmp_path / "params.yaml").write_text(json.dumps(config))  # JSON is valid YAML
+    write_tiny_stage_folder(tmp_path)
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for stage in ("sft", "evaluate"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,6 +93,13 @@ class DvcLiveCallback(TrainerCallback):
             self.live.end()
 
 
+def launched_on_cpus_only() -> bool:
+    """True under ``accelerate launch --multi_gpu`` / ``torchrun`` with several processes on a
+    machine without CUDA. The trainer then has to be told ``use_cpu`` to join the gloo process
+    group; without it every process trains alone on all the data."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def to_dataset(examples: Sequence[SftExample]) -> Dataset:
     return Dataset.from_dict(
         {"input_ids": [e.input_ids for e in examples], "labels": [e.labels for e in examples]}
@@ -115,6 +123,8 @@ def train_sft(
     ``trainer_args`` are ``trl.SFTConfig`` keys (epochs, batch sizes, learning rate, schedule,
     ``eval_strategy`` with an equal ``save_strategy``...). Checkpoints go to ``output_dir``.
     """
+    if launched_on_cpus_only():
+        trainer_args = {"use_cpu": True, **trainer_args}
     config = SFTConfig(
         output_dir=str(output_dir),
         seed=seed,
