@@ -7,6 +7,10 @@ Prepares the inputs those stages read, then they run unchanged from the work fol
     cd /tmp/beauty && /work/main/.venv/bin/python /work/main/stages/sft.py
     cd /tmp/beauty && /work/main/.venv/bin/python /work/main/stages/evaluate.py
     .venv/bin/python bench/sft_beauty.py test --work /tmp/beauty   # test split only, timed
+    .venv/bin/python bench/sft_beauty.py set --work /tmp/beauty sft.trainer.num_train_epochs=8
+
+``set`` writes dotted ``key=value`` overrides (values parsed as YAML) into the work folder's
+``params.yaml``, as ``dvc exp run -S`` does for the project.
 
 ``prepare`` writes ``data/download`` (the benchmark split leave-one-out, item ids in the order
 of its ``items.jsonl``), ``data/label/items.jsonl`` (the LLM-mined descriptors of
@@ -103,7 +107,25 @@ def prepare(work: Path, codes_path: Path | None, interests: str) -> None:
     )
 
 
-def test_only(work: Path) -> None:
+def set_params(work: Path, overrides: list[str]) -> None:
+    """Apply ``dotted.key=value`` overrides to ``work/params.yaml``; every key must exist."""
+    path = work / "params.yaml"
+    config = yaml.safe_load(path.read_text())
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise ValueError(f"override '{override}' is not key=value")
+        *parents, leaf = key.split(".")
+        section = config
+        for part in parents:
+            section = section[part]
+        if leaf not in section:
+            raise KeyError(f"{path}: no key '{key}'")
+        section[leaf] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def test_only(work: Path, device: str) -> None:
     """Test-split metrics of ``work/data/sft/model`` with the work folder's evaluate params."""
     from deepinterestgr.config import load_section
     from deepinterestgr.generative_evaluation import evaluate_recommender
@@ -114,7 +136,7 @@ def test_only(work: Path) -> None:
     users = io.read_users(work / "data/download/users.jsonl")
     codes = io.load_array(work / "data/rqvae/codes.npy")
     evaluation = evaluate_recommender(
-        load_recommender(work / "data/sft/model"),
+        load_recommender(work / "data/sft/model", device),
         codes,
         users,
         "test",
@@ -123,7 +145,12 @@ def test_only(work: Path) -> None:
         config.num_beams,
         config.batch_size,
     )
-    report = {"split": "test", "threads": torch.get_num_threads(), **evaluation.to_dict()}
+    report = {
+        "split": "test",
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else device,
+        "threads": torch.get_num_threads(),
+        **evaluation.to_dict(),
+    }
     io.write_json(work / "metrics/beauty_test.json", report)
     print(json.dumps(report))
 
@@ -131,15 +158,19 @@ def test_only(work: Path) -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["prepare", "test"])
+    parser.add_argument("command", choices=["prepare", "set", "test"])
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--codes", type=Path, default=None)
     parser.add_argument("--interests", choices=["precomputed", "none"], default="precomputed")
+    parser.add_argument("--device", default="cpu", help="test: where the model runs (cpu, cuda)")
+    parser.add_argument("overrides", nargs="*", help="set: dotted.key=value ...")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args.work, args.codes, args.interests)
+    elif args.command == "set":
+        set_params(args.work, args.overrides)
     else:
-        test_only(args.work)
+        test_only(args.work, args.device)
 
 
 if __name__ == "__main__":

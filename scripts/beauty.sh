@@ -2,7 +2,7 @@
 # The full pipeline on Amazon Beauty (../shared/data/amazon/beauty) as one DVC experiment:
 # the LLM-mined interests shipped with the data (precomputed; add LLM backends with API keys),
 # the paper's 3 x 256 Semantic IDs, SASRec at Beauty scale, and sft/grpo sized for a 2-core CPU
-# (about an hour of sft and half an hour of grpo on one core each). On a GPU raise
+# (about an hour of sft and a quarter of an hour of grpo on one busy core). On a GPU raise
 # sft.trainer.num_train_epochs and the model size, e.g. -S sft.model_config.hidden_size=256.
 # Extra arguments are passed on, e.g. -S sft.trainer.num_train_epochs=20 or -S 'mine.backends=[offline]'.
 # Run from the activated environment (source .venv/bin/activate); results go to results/$NAME.
@@ -16,7 +16,7 @@ dvc exp run -n "$NAME" \
   -S baselines.sasrec.hidden_size=64 -S baselines.sasrec.num_heads=2 \
   -S baselines.sasrec.feedforward_size=256 -S baselines.sasrec.dropout=0.3 \
   -S baselines.sasrec.max_len=50 -S baselines.sasrec.batch_size=256 \
-  -S baselines.sasrec.learning_rate=0.002 -S baselines.sasrec.max_epochs=30 \
+  -S baselines.sasrec.learning_rate=0.002 -S baselines.sasrec.max_epochs=12 \
   -S baselines.sasrec.patience=3 \
   -S sft.model_config.hidden_size=128 -S sft.model_config.num_attention_heads=4 \
   -S sft.model_config.num_key_value_heads=4 -S sft.model_config.intermediate_size=512 \
@@ -24,7 +24,7 @@ dvc exp run -n "$NAME" \
   -S sft.valid_users=2000 -S sft.max_minutes=75 \
   -S sft.trainer.num_train_epochs=6 -S sft.trainer.per_device_train_batch_size=256 \
   -S sft.trainer.learning_rate=0.005 -S sft.trainer.warmup_steps=0.02 \
-  -S grpo.max_prompts=2000 -S grpo.epochs=1 -S grpo.max_minutes=30 \
+  -S grpo.max_prompts=800 -S grpo.epochs=1 -S grpo.max_minutes=15 \
   -S evaluate.batch_size=128 \
   "$@"
 mkdir -p "results/$NAME/metrics"
