@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--interests", choices=["precomputed", "none"], default="precomputed")
     parser.add_argument("--device", default="cpu", help="test: where the model runs (cpu, cuda)")
     parser.add_argument("overrides", nargs="*", help="set: dotted.key=value ...")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     if args.command == "prepare":
         prepare(args.work, args.codes, args.interests)
     elif args.command == "set":
