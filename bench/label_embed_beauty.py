@@ -28,9 +28,9 @@ from deepinterestgr.data_sources.benchmark import load as load_benchmark
 from deepinterestgr.data_sources.dataset import SkipLog
 from deepinterestgr.embedding import (
     EmbeddingCache,
+    embed_catalogue,
     embed_texts,
     evidence_text,
-    item_texts,
     sentence_encoder,
 )
 from deepinterestgr.labeling import label_interests, make_offline_judge
@@ -105,23 +105,9 @@ def run_embed(work: Path) -> dict:
     rows = io.align_item_interests(
         io.read_item_interests(work / "label.jsonl"), len(items), "label"
     )
-    texts = item_texts(
-        items,
-        [r.interests for r in rows],
-        params.text,
-        params.interests_template,
-        params.interest_separator,
-        params.use_interests,
-    )
     start = time.perf_counter()
-    encoder = sentence_encoder(params.encoder, params.normalize, params.batch_size)
-    result = embed_texts(
-        texts,
-        encoder,
-        EmbeddingCache(work / "embed-cache"),
-        params.encoder,
-        params.normalize,
-        params.batch_size,
+    texts, result = embed_catalogue(
+        items, [r.interests for r in rows], params, work / "embed-cache"
     )
     seconds = time.perf_counter() - start
     io.save_array(work / "embeddings.npy", result.vectors)

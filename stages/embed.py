@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from deepinterestgr import io
-from deepinterestgr.embedding import EmbeddingCache, embed_texts, item_texts, sentence_encoder
+from deepinterestgr.embedding import embed_catalogue
 from deepinterestgr.params import load
 from deepinterestgr.seeding import seed_everything
 
@@ -35,19 +35,8 @@ def main() -> None:
     seed_everything(base.seed)
     items = io.read_items(ITEMS)
     rows = io.align_item_interests(io.read_item_interests(LABELLED), len(items), LABELLED)
-    texts = item_texts(
-        items,
-        [row.interests for row in rows],
-        params.text,
-        params.interests_template,
-        params.interest_separator,
-        params.use_interests,
-    )
     start = time.perf_counter()
-    encoder = sentence_encoder(params.encoder, params.normalize, params.batch_size)
-    result = embed_texts(
-        texts, encoder, EmbeddingCache(CACHE), params.encoder, params.normalize, params.batch_size
-    )
+    texts, result = embed_catalogue(items, [row.interests for row in rows], params, CACHE)
     seconds = time.perf_counter() - start
     io.save_array(OUT / "embeddings.npy", result.vectors)
     io.write_jsonl(OUT / "texts.jsonl", ({"item_id": i, "text": t} for i, t in enumerate(texts)))

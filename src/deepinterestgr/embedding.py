@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from deepinterestgr.io import Interest, Item, atomic_path
-from deepinterestgr.params import TextTemplateParams
+from deepinterestgr.params import EmbedParams, TextTemplateParams
 
 log = logging.getLogger(__name__)
 
@@ -230,3 +230,31 @@ def item_texts(
         item_text(item, rows, template, interests_template, interest_separator, use_interests)
         for item, rows in zip(items, interests, strict=True)
     ]
+
+
+def embed_catalogue(
+    items: Sequence[Item],
+    interests: Sequence[Sequence[Interest]],
+    params: EmbedParams,
+    cache_dir: str | Path,
+) -> tuple[list[str], EmbedResult]:
+    """The ``embed`` stage's work: every item's text by ``params``, then its vector through the
+    cache in ``cache_dir``. Returns the texts (exactly what was embedded) and the vectors."""
+    texts = item_texts(
+        items,
+        interests,
+        params.text,
+        params.interests_template,
+        params.interest_separator,
+        params.use_interests,
+    )
+    encoder = sentence_encoder(params.encoder, params.normalize, params.batch_size)
+    result = embed_texts(
+        texts,
+        encoder,
+        EmbeddingCache(cache_dir),
+        params.encoder,
+        params.normalize,
+        params.batch_size,
+    )
+    return texts, result
