@@ -7,6 +7,7 @@ Prepares the inputs those stages read, then they run unchanged from the work fol
     cd /tmp/beauty && /work/main/.venv/bin/python /work/main/stages/sft.py
     cd /tmp/beauty && /work/main/.venv/bin/python /work/main/stages/evaluate.py
     .venv/bin/python bench/sft_beauty.py test --work /tmp/beauty   # test split only, timed
+        [--model data/grpo/model] [--device cuda]
     .venv/bin/python bench/sft_beauty.py set --work /tmp/beauty sft.trainer.num_train_epochs=8
 
 ``set`` writes dotted ``key=value`` overrides (values parsed as YAML) into the work folder's
@@ -125,8 +126,9 @@ def set_params(work: Path, overrides: list[str]) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def test_only(work: Path, device: str) -> None:
-    """Test-split metrics of ``work/data/sft/model`` with the work folder's evaluate params."""
+def test_only(work: Path, device: str, model: str) -> None:
+    """Test-split metrics of ``work/<model>`` (e.g. ``data/sft/model``) with the work folder's
+    evaluate params, written to ``work/metrics/beauty_test_<sft|grpo>.json``."""
     from deepinterestgr.config import load_section
     from deepinterestgr.generative_evaluation import evaluate_recommender
     from deepinterestgr.generative_model import load_recommender
@@ -136,7 +138,7 @@ def test_only(work: Path, device: str) -> None:
     users = io.read_users(work / "data/download/users.jsonl")
     codes = io.load_array(work / "data/rqvae/codes.npy")
     evaluation = evaluate_recommender(
-        load_recommender(work / "data/sft/model", device),
+        load_recommender(work / model, device),
         codes,
         users,
         "test",
@@ -151,7 +153,7 @@ def test_only(work: Path, device: str) -> None:
         "threads": torch.get_num_threads(),
         **evaluation.to_dict(),
     }
-    io.write_json(work / "metrics/beauty_test.json", report)
+    io.write_json(work / f"metrics/beauty_test_{Path(model).parent.name}.json", report)
     print(json.dumps(report))
 
 
@@ -163,6 +165,7 @@ def main() -> None:
     parser.add_argument("--codes", type=Path, default=None)
     parser.add_argument("--interests", choices=["precomputed", "none"], default="precomputed")
     parser.add_argument("--device", default="cpu", help="test: where the model runs (cpu, cuda)")
+    parser.add_argument("--model", default="data/sft/model", help="test: the recommender folder")
     parser.add_argument("overrides", nargs="*", help="set: dotted.key=value ...")
     args = parser.parse_intermixed_args()
     if args.command == "prepare":
@@ -170,7 +173,7 @@ def main() -> None:
     elif args.command == "set":
         set_params(args.work, args.overrides)
     else:
-        test_only(args.work, args.device)
+        test_only(args.work, args.device, args.model)
 
 
 if __name__ == "__main__":
