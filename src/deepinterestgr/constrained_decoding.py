@@ -208,7 +208,7 @@ def _search(model, prompts, tree, num_beams, pad_token_id, exclude, device) -> B
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
-    logits, cache = out.logits[:, -1], out.cache
+    logits, cache = out.logits[:, -1], _returned_cache(out)
     blocked = [b.to(device) for b in tree.blocked_nodes(exclude)] if exclude else None
 
     # Beam state, [B, k] with k = 1 before the first step. ``slots`` [B, k, d]: where each
@@ -284,10 +284,20 @@ def _extend_beams(model, cache, last, slots, prompt_mask, last_position) -> torc
         input_ids=last,
         attention_mask=attention[:, None],
         position_ids=(last_position[:, None] + depth).expand(-1, beams),
-        cache=cache,
         use_cache=True,
+        **{_cache_argument(model): cache},
     )
     return out.logits.reshape(batch * beams, -1)
+
+
+# transformers renamed the KV cache from ``past_key_values`` to ``cache`` in 5.2x (argument and
+# output field); both spellings are supported so older installs decode too.
+def _cache_argument(model: torch.nn.Module) -> str:
+    return "cache" if _accepts(model, "cache") else "past_key_values"
+
+
+def _returned_cache(out):
+    return out.cache if hasattr(out, "cache") else out.past_key_values
 
 
 def _accepts(model: torch.nn.Module, argument: str) -> bool:
