@@ -20,6 +20,7 @@ from deepinterestgr.reporting import (
     experiment_rows,
     markdown_table,
     replace_between_markers,
+    rows_from_bench_summary,
     rows_from_metrics,
 )
 
@@ -32,6 +33,9 @@ def recorded_rows(results: Path) -> list:
         evaluation = run / "metrics" / "eval.json"
         baselines = run / "metrics" / "baselines.json"
         note = (run / "note.txt").read_text().strip() if (run / "note.txt").exists() else ""
+        if (run / "summary.json").exists():  # a bench run: work folders, not one pipeline
+            rows.extend(rows_from_bench_summary(run.name, read_json(run / "summary.json"), note))
+            continue
         rows.extend(
             rows_from_metrics(
                 run.name,

@@ -8,6 +8,7 @@ from deepinterestgr.reporting import (
     experiment_rows,
     markdown_table,
     replace_between_markers,
+    rows_from_bench_summary,
     rows_from_metrics,
 )
 
@@ -25,6 +26,19 @@ def test_rows_take_test_metrics_of_baselines_then_generative_rankers():
         ("popularity", 0.01),
         ("sft", 0.5),
         ("grpo", 0.55),
+    ]
+
+
+def test_bench_summary_rows_name_folder_and_model_and_skip_missing_tests():
+    summary = {
+        "A": {"sft": {"steps": 3}, "beauty_test_sft": {"hr@10": 0.03}},
+        "Ag": {"grpo": {"steps": 2}, "beauty_test_grpo": {"hr@10": 0.02}},
+        "B": {"sft": {"steps": 3}},  # its test evaluation failed: no row
+    }
+    rows = rows_from_bench_summary("gpu", summary, "H100")
+    assert [(r.run, r.ranker, r.metrics["hr@10"], r.note) for r in rows] == [
+        ("gpu", "A sft", 0.03, "H100"),
+        ("gpu", "Ag grpo", 0.02, "H100"),
     ]
 
 

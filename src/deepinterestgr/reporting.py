@@ -3,7 +3,9 @@
 Two tables are generated, never typed by hand:
 
 * the results on record: one row per ranker (baselines, SFT, GRPO) of each recorded run under
-  ``results/<run>/`` (its ``metrics/*.json``, ``params.yaml`` and ``commands.sh``);
+  ``results/<run>/`` (its ``metrics/*.json``, ``params.yaml`` and ``commands.sh``), or per work
+  folder and model of a recorded bench run (its ``summary.json``, from
+  ``bench/beauty_sft_gpu.sh``);
 * the ablation table: one row per DVC experiment, read from ``dvc exp show --json``.
 
 Both are written between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so a rerun
@@ -45,6 +47,20 @@ def rows_from_metrics(
         ranker = evaluation.get(name)
         if isinstance(ranker, Mapping) and "test" in ranker:
             rows.append(ResultRow(run, name, ranker["test"], note))
+    return rows
+
+
+def rows_from_bench_summary(
+    run: str, summary: Mapping[str, Any], note: str = ""
+) -> list[ResultRow]:
+    """Rows for one bench run: ``{folder: {"beauty_test_sft": {...}, "beauty_test_grpo": ...}}``
+    (test metrics per work folder and model), ranker named ``"<folder> <model>"``."""
+    rows = []
+    for folder, results in summary.items():
+        for model in GENERATIVE_RANKERS:
+            test = results.get(f"beauty_test_{model}")
+            if isinstance(test, Mapping):
+                rows.append(ResultRow(run, f"{folder} {model}", test, note))
     return rows
 
 
