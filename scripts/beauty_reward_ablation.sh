@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 beauty=$(realpath ../shared/data/amazon/beauty)
 paths=(-S download.local_dir="$beauty" -S mine.precomputed.path="$beauty/interests.jsonl")
-QUEUE=1 NAME=beauty-reward-full bash scripts/beauty.sh "${paths[@]}"
+# Exact-only first: the full-reward grpo may still be in training under scripts/beauty.sh.
 QUEUE=1 NAME=beauty-reward-exact bash scripts/beauty.sh "${paths[@]}" \
   -S grpo.weights.prefix=0.0 -S grpo.weights.quality=0.0 -S grpo.weights.valid=0.0
+QUEUE=1 NAME=beauty-reward-full bash scripts/beauty.sh "${paths[@]}"
 dvc queue start --jobs 1
 while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
 dvc queue status
