@@ -1,0 +1,1 @@
+NAME=beauty bash scripts/beauty.sh 
