@@ -17,7 +17,7 @@ queue reward-no-quality -S grpo.weights.quality=0.0              # prefix credit
 
 dvc queue start --jobs "${JOBS:-1}"
 # Wait for the queue to drain, then show what failed (if anything).
-while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
+while dvc queue status | grep -E 'Queued|Running' > /dev/null; do sleep 10; done  # grep -q would end the pipe early (SIGPIPE under pipefail)
 dvc queue status
 python scripts/render_results.py --ablations
 dvc exp show --md --only-changed

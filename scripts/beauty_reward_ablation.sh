@@ -14,7 +14,7 @@ QUEUE=1 NAME=beauty-reward-exact bash scripts/beauty.sh "${paths[@]}" \
   -S grpo.weights.prefix=0.0 -S grpo.weights.quality=0.0 -S grpo.weights.valid=0.0
 QUEUE=1 NAME=beauty-reward-full bash scripts/beauty.sh "${paths[@]}"
 dvc queue start --jobs 1
-while dvc queue status | grep -qE 'Queued|Running'; do sleep 10; done
+while dvc queue status | grep -E 'Queued|Running' > /dev/null; do sleep 10; done  # grep -q would end the pipe early (SIGPIPE under pipefail)
 dvc queue status
 # One row per experiment: the reward weights and SFT vs GRPO test HR@10 / NDCG@10.
 dvc exp show --md --hide-workspace --drop '.*' \
