@@ -119,8 +119,8 @@ def set_params(work: Path, overrides: list[str]) -> None:
         *parents, leaf = key.split(".")
         section = config
         for part in parents:
-            section = section[part]
-        if leaf not in section:
+            section = section.get(part) if isinstance(section, dict) else None
+        if not isinstance(section, dict) or leaf not in section:
             raise KeyError(f"{path}: no key '{key}'")
         section[leaf] = yaml.safe_load(value)
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -209,6 +209,7 @@ def _search(model, prompts, tree, num_beams, pad_token_id, exclude, device) -> B
     extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
     logits, cache = out.logits[:, -1], _returned_cache(out)
+    cache_argument = _cache_argument(model)  # inspected once per search, not per step
     blocked = [b.to(device) for b in tree.blocked_nodes(exclude)] if exclude else None
 
     # Beam state, [B, k] with k = 1 before the first step. ``slots`` [B, k, d]: where each
@@ -242,7 +243,9 @@ def _search(model, prompts, tree, num_beams, pad_token_id, exclude, device) -> B
         slots = torch.cat([_rows(slots, parent), cached + _arange_like(parent)], -1)
         if d + 1 == tree.depth:
             break
-        logits = _extend_beams(model, cache, tokens[:, :, -1], slots, mask, positions[:, -1])
+        logits = _extend_beams(
+            model, {cache_argument: cache}, tokens[:, :, -1], slots, mask, positions[:, -1]
+        )
         cached += keep
 
     if node.shape[1] < num_beams:  # a catalogue smaller than the beam count
@@ -262,14 +265,15 @@ def _arange_like(parent: torch.Tensor) -> torch.Tensor:
     return torch.arange(parent.shape[1], device=parent.device).expand_as(parent).unsqueeze(-1)
 
 
-def _extend_beams(model, cache, last, slots, prompt_mask, last_position) -> torch.Tensor:
+def _extend_beams(model, cache_kwargs, last, slots, prompt_mask, last_position) -> torch.Tensor:
     """Feed each beam's newest SID token ``last`` [B, k]; return next-token logits [B*k, V].
 
     The k beams of a user are one row of k tokens on top of that user's single copy of the
     prompt cache (``generate`` copies the prompt cache per beam and reorders it every step: k
     times the memory traffic). Earlier SID tokens of all beams stay in the cache, and a block
     mask lets a beam see only the prompt and its own ancestors (``slots`` [B, k, d] indexes
-    them in the generated part, the newest being the token fed now).
+    them in the generated part, the newest being the token fed now). ``cache_kwargs`` passes the
+    KV cache under the model's argument name.
     """
     batch, beams = last.shape
     generated = int(slots.max()) + 1  # cached SID tokens, this step's included
@@ -285,7 +289,7 @@ def _extend_beams(model, cache, last, slots, prompt_mask, last_position) -> torc
         attention_mask=attention[:, None],
         position_ids=(last_position[:, None] + depth).expand(-1, beams),
         use_cache=True,
-        **{_cache_argument(model): cache},
+        **cache_kwargs,
     )
     return out.logits.reshape(batch * beams, -1)
 
