@@ -4,9 +4,10 @@ Reads ``data/download/{items,users}.jsonl``, ``data/rqvae/codes.npy`` (int64 ``[
 ``data/label/items.jsonl`` (item interests; negatively labelled ones are left out) and
 ``data/mine/users.jsonl`` (user interests from training histories; may be empty). Writes
 ``data/sft/model/`` (model, tokenizer, ``recommender.json``), the training curves
-``dvclive/sft/`` and ``metrics/sft.json`` (best validation loss, steps, epochs, wall time,
-example counts, parameter count). Params: ``base.seed``, ``sft``.
-Runs as is or under ``accelerate launch stages/sft.py`` (several GPUs).
+``dvclive/sft/`` and ``metrics/sft.json`` (the selection metric of the kept checkpoint, steps,
+epochs, wall time, example counts, parameter count). Params: ``base.seed``, ``sft``, and the
+protocol of ``evaluate`` (beams, batch size, history exclusion) for the validation ranking that
+selects the checkpoint. Runs as is or under ``accelerate launch stages/sft.py``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from deepinterestgr import params
-from deepinterestgr.generative_model import (
-    PromptSpec,
-    build_pretrained_lora_model,
-    build_scratch_model,
-    save_recommender,
-)
+from deepinterestgr.generative_evaluation import validation_ranker
+from deepinterestgr.generative_model import PromptSpec, build_backbone, save_recommender
 from deepinterestgr.io import (
     DatasetFiles,
     align_item_interests,
@@ -43,13 +40,8 @@ from deepinterestgr.sft_data import (
     sample_users,
     user_text,
 )
-from deepinterestgr.sft_training import train_sft
-from deepinterestgr.sid_tokenizer import (
-    build_tokenizer,
-    extend_pretrained_tokenizer,
-    level_sizes_of,
-    sid_token_ids,
-)
+from deepinterestgr.sft_training import Selection, train_sft
+from deepinterestgr.sid_tokenizer import sid_token_ids
 
 DATASET = DatasetFiles(Path("data/download"))
 CODES = Path("data/rqvae/codes.npy")
@@ -64,6 +56,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     base = params.load("base")
     config = params.load("sft")
+    protocol = params.load("evaluate")  # the validation ranking repeats the test protocol
     rng = seed_everything(base.seed)
 
     items, users = read_items(DATASET.items), read_users(DATASET.users)
@@ -86,28 +79,29 @@ def main() -> None:
         codes.shape,
     )
 
-    if config.backbone == "scratch":
-        tokenizer = build_tokenizer(
-            level_sizes_of(codes),
-            item_texts + user_texts,
-            config.text_vocab_size,
-            config.text_min_count,
-        )
-        model = build_scratch_model(config.model_type, config.model_config, tokenizer)
-    else:
-        tokenizer = extend_pretrained_tokenizer(config.pretrained_path, level_sizes_of(codes))
-        model = build_pretrained_lora_model(config.pretrained_path, tokenizer, config.lora)
+    model, tokenizer = build_backbone(config, codes, item_texts + user_texts)
     spec = PromptSpec(config.inference_task, config.max_history, config.max_text_tokens)
-    encoder = build_encoder(
-        tokenizer, sid_token_ids(tokenizer, codes), spec, item_texts, user_texts
-    )
+    sid_ids = sid_token_ids(tokenizer, codes)
+    encoder = build_encoder(tokenizer, sid_ids, spec, item_texts, user_texts)
     weights = config.task_weights
     train = mix_tasks(
         {t: encoder.task_examples(users, t) for t in TASKS if weights.get(t, 0) > 0}, weights, rng
     )
-    valid = encoder.validation_examples(sample_users(users, config.valid_users, rng))
+    chosen = sample_users(users, config.selection.users, rng)
+    valid = encoder.validation_examples(chosen)
     logging.info("%s training and %s validation examples", f"{len(train):,}", f"{len(valid):,}")
 
+    validate = None
+    if config.selection.metric != "loss":
+        validate = validation_ranker(
+            encoder,
+            chosen,
+            tokenizer.pad_token_id,
+            int(config.selection.metric.split("@")[1]),
+            protocol.num_beams,
+            protocol.batch_size,
+            protocol.exclude_history,
+        )
     result = train_sft(
         model,
         tokenizer,
@@ -117,8 +111,9 @@ def main() -> None:
         OUTPUT / "checkpoints",
         LIVE,
         base.seed,
-        config.early_stopping_patience,
+        Selection(config.selection.metric, config.selection.patience, validate),
         config.max_minutes,
+        plain_head=config.backbone != "pretrained",
     )
     if result.is_main_process:
         save_recommender(OUTPUT / "model", result.model, tokenizer, spec)
@@ -126,13 +121,15 @@ def main() -> None:
         write_json(
             METRICS,
             {
-                "best_eval_loss": round(result.best_eval_loss, 5),
+                "selection_metric": config.selection.metric,
+                "best_valid": round(result.best_metric, 5),
+                "best_step": result.best_step,
                 "steps": result.steps,
                 "epochs": round(result.epochs, 2),
                 "wall_time_s": round(result.wall_time_s, 1),
                 "stopped_by_time_budget": result.stopped_by_time,
                 "train_examples": len(train),
-                "valid_examples": len(valid),
+                "valid_users": len(chosen),
                 "vocab_size": len(tokenizer),
                 "parameters": int(sum(np.prod(p.shape) for p in result.model.parameters())),
             },

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from deepinterestgr.constrained_decoding import SidPrefixTree
-from deepinterestgr.generative_model import build_scratch_model
+from deepinterestgr.generative_model import build_item_model, build_token_model
 from deepinterestgr.grpo import (
     RLPrompt,
     build_rollout,
@@ -42,9 +42,21 @@ def tree(tokenizer):
     return SidPrefixTree.from_codes(sid_token_ids(tokenizer, CODES))
 
 
-def saved_tiny_model(tokenizer, folder):
-    """A tiny Qwen2 saved and reloaded: TRL builds the KL reference model from its path."""
+def saved_tiny_model(tokenizer, folder, backbone="token"):
+    """A tiny Qwen2 (or item-level model) saved and reloaded: TRL builds the KL reference model
+    from its path."""
     torch.manual_seed(0)
+    if backbone == "item":
+        sizes = dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            dropout=0.1,
+            item_id_embeddings=True,
+        )
+        build_item_model(sizes, tokenizer, CODES, max_items=8).save_pretrained(folder)
+        return AutoModelForCausalLM.from_pretrained(folder)
     config = dict(
         hidden_size=32,
         intermediate_size=64,
@@ -54,7 +66,7 @@ def saved_tiny_model(tokenizer, folder):
         max_position_embeddings=64,
         tie_word_embeddings=False,
     )
-    build_scratch_model("qwen2", config, tokenizer).save_pretrained(folder)
+    build_token_model("qwen2", config, tokenizer).save_pretrained(folder)
     return AutoModelForCausalLM.from_pretrained(folder)
 
 
@@ -142,8 +154,9 @@ def test_a_long_exclusion_list_still_leaves_a_full_group(tokenizer, tree, tmp_pa
 
 
 @pytest.mark.slow  # a full TRL trainer: a few seconds of CPU
-def test_one_grpo_step_changes_every_parameter(tokenizer, tree, tmp_path):
-    model = saved_tiny_model(tokenizer, tmp_path / "sft")
+@pytest.mark.parametrize("backbone", ["token", "item"])
+def test_one_grpo_step_changes_every_parameter(tokenizer, tree, tmp_path, backbone):
+    model = saved_tiny_model(tokenizer, tmp_path / "sft", backbone)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     prompts = [
         RLPrompt(tuple(prompt_of(tokenizer)(0, history)), format_sid(CODES[t].tolist()), 0.8, ())

@@ -8,7 +8,7 @@ import torch
 from deepinterestgr.generative_model import (
     PromptSpec,
     build_pretrained_lora_model,
-    build_scratch_model,
+    build_token_model,
     load_recommender,
     save_recommender,
 )
@@ -23,7 +23,7 @@ from deepinterestgr.sft_data import (
     mix_tasks,
     sample_users,
 )
-from deepinterestgr.sft_training import train_sft
+from deepinterestgr.sft_training import Selection, train_sft
 from deepinterestgr.sid_tokenizer import (
     build_tokenizer,
     extend_pretrained_tokenizer,
@@ -144,7 +144,7 @@ TINY_CONFIG = {
 def test_training_moves_every_parameter_and_the_model_round_trips(tmp_path):
     torch.manual_seed(0)
     tokenizer, spec, train, valid = tiny_setup()
-    model = build_scratch_model("llama", TINY_CONFIG, tokenizer)
+    model = build_token_model("llama", TINY_CONFIG, tokenizer)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     result = train_sft(
         model, tokenizer, train, valid,
@@ -152,11 +152,12 @@ def test_training_moves_every_parameter_and_the_model_round_trips(tmp_path):
             "max_steps": 4, "per_device_train_batch_size": 8, "learning_rate": 1e-2,
             "eval_strategy": "steps", "save_strategy": "steps", "eval_steps": 2, "save_steps": 2,
             "logging_steps": 1, "bf16": False, "disable_tqdm": True, "weight_decay": 0.0,
+            "activation_checkpointing": False,
         },
         tmp_path / "checkpoints", tmp_path / "live", seed=0,
-        early_stopping_patience=5, max_minutes=10.0,
+        selection=Selection("loss", 5, None), max_minutes=10.0,
     )  # fmt: skip
-    assert result.steps == 4 and np.isfinite(result.best_eval_loss)
+    assert result.steps == 4 and np.isfinite(result.best_metric)
     unchanged = [n for n, p in result.model.named_parameters() if torch.equal(p, before[n])]
     assert not unchanged, f"parameters not updated: {unchanged}"
     assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv").exists()
@@ -176,7 +177,7 @@ def test_training_moves_every_parameter_and_the_model_round_trips(tmp_path):
 
 def test_time_budget_stops_training_early(tmp_path):
     tokenizer, _, train, valid = tiny_setup()
-    model = build_scratch_model("llama", TINY_CONFIG, tokenizer)
+    model = build_token_model("llama", TINY_CONFIG, tokenizer)
     result = train_sft(
         model, tokenizer, train, valid,
         {
@@ -185,15 +186,15 @@ def test_time_budget_stops_training_early(tmp_path):
             "disable_tqdm": True,
         },
         tmp_path / "checkpoints", tmp_path / "live", seed=0,
-        early_stopping_patience=5, max_minutes=0.0,
+        selection=Selection("loss", 5, None), max_minutes=0.0,
     )  # fmt: skip
-    assert result.stopped_by_time and result.steps == 1 and np.isfinite(result.best_eval_loss)
+    assert result.stopped_by_time and result.steps == 1 and np.isfinite(result.best_metric)
 
 
 def test_pretrained_backbone_gets_sid_tokens_and_lora_and_saves_merged(tmp_path):
     # A stand-in checkpoint: a tiny model and a words-only tokenizer without SID tokens.
     words = build_tokenizer([], ["salon manicure glow"], max_words=10, min_count=1)
-    build_scratch_model("llama", TINY_CONFIG, words).save_pretrained(tmp_path / "base")
+    build_token_model("llama", TINY_CONFIG, words).save_pretrained(tmp_path / "base")
     words.save_pretrained(tmp_path / "base")
 
     codes = np.array([[a, b, 0] for a in range(4) for b in range(3)], dtype=np.int64)
@@ -214,7 +215,7 @@ def test_pretrained_backbone_gets_sid_tokens_and_lora_and_saves_merged(tmp_path)
          "save_strategy": "steps", "eval_steps": 2, "save_steps": 2, "bf16": False,
          "disable_tqdm": True},
         tmp_path / "checkpoints", tmp_path / "live", seed=0,
-        early_stopping_patience=5, max_minutes=10.0,
+        selection=Selection("loss", 5, None), max_minutes=10.0,
     )  # fmt: skip
     save_recommender(tmp_path / "model", result.model, tokenizer, spec)
     loaded = load_recommender(tmp_path / "model")

@@ -20,7 +20,7 @@ import inspect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -205,29 +205,24 @@ def _search(model, prompts, tree, num_beams, pad_token_id, exclude, device) -> B
     batch = len(prompts)
     ids, mask = _left_pad(prompts, pad_token_id)
     ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
-    logits, cache = out.logits[:, -1], _returned_cache(out)
-    cache_argument = _cache_argument(model)  # inspected once per search, not per step
+    scorer = (
+        model.sid_scorer(ids, mask)
+        if hasattr(model, "sid_scorer")
+        else CausalLmScorer(model, ids, mask)
+    )
     blocked = [b.to(device) for b in tree.blocked_nodes(exclude)] if exclude else None
 
-    # Beam state, [B, k] with k = 1 before the first step. ``slots`` [B, k, d]: where each
-    # beam's SID tokens sit in the generated part of the KV cache (see _extend_beams).
+    # Beam state, [B, k] with k = 1 before the first step.
     node = torch.zeros((batch, 1), dtype=torch.long, device=device)
     scores = torch.zeros((batch, 1), device=device)
     tokens = torch.zeros((batch, 1, 0), dtype=torch.long, device=device)
-    slots = torch.zeros((batch, 1, 0), dtype=torch.long, device=device)
-    cached = 0  # SID tokens in the generated part of the cache, per user
     for d in range(tree.depth):
         level_tokens = tree.level_tokens[d].to(device)
         width = len(level_tokens)
         beams = node.shape[1]
-        # log p(token | prefix) for this level's tokens only: [B, k, V_d].
-        logits = logits.float().view(batch, beams, -1)
-        log_probs = logits[..., level_tokens] - torch.logsumexp(logits, dim=-1, keepdim=True)
         child = tree.children[d].to(device)[node.clamp(min=0)]
         child = torch.where(node.unsqueeze(-1) >= 0, child, -1)
+        log_probs = scorer.log_probs(level_tokens, child >= 0)  # [B, k, V_d]
         candidate = torch.where(child >= 0, log_probs + scores.unsqueeze(-1), -torch.inf)
         if blocked is not None and len(blocked[d]):
             width_next = len(tree.leaf_counts[d])
@@ -239,14 +234,11 @@ def _search(model, prompts, tree, num_beams, pad_token_id, exclude, device) -> B
         parent = flat // width
         node = child.view(batch, -1).gather(1, flat)
         node = torch.where(torch.isfinite(scores), node, -1)
-        tokens = torch.cat([_rows(tokens, parent), level_tokens[flat % width].unsqueeze(-1)], -1)
-        slots = torch.cat([_rows(slots, parent), cached + _arange_like(parent)], -1)
+        chosen = level_tokens[flat % width]
+        tokens = torch.cat([_rows(tokens, parent), chosen.unsqueeze(-1)], -1)
         if d + 1 == tree.depth:
             break
-        logits = _extend_beams(
-            model, {cache_argument: cache}, tokens[:, :, -1], slots, mask, positions[:, -1]
-        )
-        cached += keep
+        scorer.advance(parent, chosen)
 
     if node.shape[1] < num_beams:  # a catalogue smaller than the beam count
         missing = num_beams - node.shape[1]
@@ -254,6 +246,56 @@ def _search(model, prompts, tree, num_beams, pad_token_id, exclude, device) -> B
         scores = torch.cat([scores, scores.new_full((batch, missing), -torch.inf)], dim=1)
         tokens = torch.cat([tokens, tokens.new_full((batch, missing, tree.depth), -1)], dim=1)
     return BeamResult(node.cpu(), scores.cpu(), tokens.cpu())
+
+
+class LevelScorer(Protocol):
+    """What the beam search asks of a model, one object per batch of prompts.
+
+    ``log_probs(level_tokens, valid)``: ``[B, k, V_d]`` log-probabilities of the current level's
+    tokens ``level_tokens`` (long ``[V_d]``) for each of the k beams; ``valid`` (bool, same
+    shape) marks each beam's children in the prefix tree, for a model that normalises over them.
+    ``advance(parent, chosen)``: keep beams ``parent`` ``[B, k']`` extended by the tokens
+    ``chosen`` ``[B, k']``. A model provides its own scorer with a ``sid_scorer(ids, mask)``
+    method (:class:`deepinterestgr.item_sid_model.ItemSidModel`); any causal LM gets
+    :class:`CausalLmScorer`.
+    """
+
+    def log_probs(self, level_tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor: ...
+
+    def advance(self, parent: torch.Tensor, chosen: torch.Tensor) -> None: ...
+
+
+class CausalLmScorer:
+    """A causal LM's next-token log-probabilities (full-vocabulary softmax, as ``generate``),
+    one forward step per SID level on a shared prompt cache (see :func:`_extend_beams`)."""
+
+    def __init__(self, model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> None:
+        self.model = model
+        self.mask = mask
+        self.positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=self.positions, use_cache=True, **extra
+        )
+        self.logits = out.logits[:, -1]
+        self.cache = {_cache_argument(model): _returned_cache(out)}
+        batch = len(ids)
+        # ``slots`` [B, k, d]: where each beam's SID tokens sit in the generated part of the
+        # KV cache; ``cached``: SID tokens in that part, per user.
+        self.slots = torch.zeros((batch, 1, 0), dtype=torch.long, device=ids.device)
+        self.cached = 0
+
+    def log_probs(self, level_tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        batch, beams = valid.shape[:2]
+        logits = self.logits.float().view(batch, beams, -1)
+        return logits[..., level_tokens] - torch.logsumexp(logits, dim=-1, keepdim=True)
+
+    def advance(self, parent: torch.Tensor, chosen: torch.Tensor) -> None:
+        self.slots = torch.cat([_rows(self.slots, parent), self.cached + _arange_like(parent)], -1)
+        self.logits = _extend_beams(
+            self.model, self.cache, chosen, self.slots, self.mask, self.positions[:, -1]
+        )
+        self.cached += parent.shape[1]
 
 
 def _rows(state: torch.Tensor, parent: torch.Tensor) -> torch.Tensor:

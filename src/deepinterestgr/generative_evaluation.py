@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 
 from deepinterestgr.constrained_decoding import BeamResult, SidPrefixTree, rank_items
 from deepinterestgr.evaluation import EvaluationResult, Split, split_examples
 from deepinterestgr.generative_model import Recommender
 from deepinterestgr.io import UserSequence
 from deepinterestgr.metrics import ranking_metrics, target_ranks
-from deepinterestgr.sft_data import build_encoder
+from deepinterestgr.sft_data import SftEncoder, build_encoder
 from deepinterestgr.sid_tokenizer import sid_token_ids
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,33 @@ def recommend(
         exclude=histories if exclude_history else None,
         progress=progress,
     )
+
+
+def validation_ranker(
+    encoder: SftEncoder,
+    users: Sequence[UserSequence],
+    pad_token_id: int,
+    k: int,
+    num_beams: int,
+    batch_size: int,
+    exclude_history: bool,
+) -> Callable[[torch.nn.Module], dict[str, float]]:
+    """A function ``model -> {"hr@k": .., "ndcg@k": ..}`` on the validation targets of
+    ``users``, under the evaluation protocol (constrained beam search over the full catalogue),
+    for model selection during training. Prompts are written once, by ``encoder``."""
+    if num_beams < k:
+        raise ValueError(f"num_beams ({num_beams}) must be at least the selection K ({k})")
+    held_out = split_examples(users, "valid")
+    prompts = [encoder.prompt(u.user_id, h) for u, h in zip(users, held_out.histories, strict=True)]
+    tree = SidPrefixTree.from_codes(encoder.sid_ids)
+    exclude = held_out.histories if exclude_history else None
+
+    def rank(model: torch.nn.Module) -> dict[str, float]:
+        beams = rank_items(model, prompts, tree, num_beams, pad_token_id, batch_size, exclude)
+        ranks = target_ranks(beams.item_ids.numpy()[:, :k], held_out.targets)
+        return ranking_metrics(ranks, [k])
+
+    return rank
 
 
 def hr_by_k_rows(metrics: dict[str, float], ks: Sequence[int]) -> list[dict[str, float]]:

@@ -1,10 +1,13 @@
-"""The decoder-only backbone that writes SIDs, and the folder format a trained model lives in.
+"""The backbones that write SIDs, and the folder format a trained model lives in.
 
-Two backbones (METHOD.md, sft):
+Three backbones (METHOD.md, sft), chosen by ``sft.backbone``:
 
-* ``scratch`` - a small causal LM built from a ``transformers`` config (model type and sizes
-  come straight from params, e.g. ``llama`` with ``hidden_size: 128``), trained from scratch;
-  fast on a CPU.
+* ``item`` - :class:`~deepinterestgr.item_sid_model.ItemSidModel`: one position per history
+  item, the next SID written level by level with a softmax over the prefix tree's children;
+  trained from scratch, learns Beauty on a CPU.
+* ``token`` - a small causal LM built from a ``transformers`` config (model type and sizes
+  come straight from params, e.g. ``llama`` with ``hidden_size: 128``), one position per SID
+  token, trained from scratch.
 * ``pretrained`` - a causal LM checkpoint on disk with the SID tokens added, its embeddings
   resized, and LoRA adapters (peft) on every linear layer; the input and output embeddings are
   trained in full because the new SID rows start untrained.
@@ -20,13 +23,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 
-from deepinterestgr.sid_tokenizer import SidTokenizer, load_tokenizer
+from deepinterestgr.constrained_decoding import SidPrefixTree
+from deepinterestgr.item_sid_model import ItemSidConfig, ItemSidModel
+from deepinterestgr.params import SftParams
+from deepinterestgr.semantic_ids import token as sid_token
+from deepinterestgr.sid_tokenizer import (
+    SidTokenizer,
+    build_tokenizer,
+    extend_pretrained_tokenizer,
+    level_sizes_of,
+    load_tokenizer,
+    sid_token_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +64,7 @@ class Recommender(NamedTuple):
     spec: PromptSpec
 
 
-def build_scratch_model(
+def build_token_model(
     model_type: str, config: dict[str, Any], tokenizer: SidTokenizer
 ) -> PreTrainedModel:
     """A randomly initialised causal LM of ``model_type`` sized by ``config``.
@@ -69,6 +85,68 @@ def build_scratch_model(
     logger.info(
         "built a %s model from scratch: %s parameters",
         model_type,
+        f"{sum(p.numel() for p in model.parameters()):,}",
+    )
+    return model
+
+
+def uses_text(config: SftParams) -> bool:
+    """Whether any training task or the inference prompt reads interest text."""
+    text_tasks = ("interests_history", "interests_to_sid", "sid_to_interests")
+    weights = config.task_weights
+    return config.inference_task != "history" or any(weights.get(t, 0) > 0 for t in text_tasks)
+
+
+def build_backbone(
+    config: SftParams, codes: np.ndarray, texts: Sequence[str]
+) -> tuple[torch.nn.Module, SidTokenizer]:
+    """The untrained model and tokenizer of ``config.backbone`` for SIDs ``codes`` int
+    ``[N, L+1]``; ``texts`` (item and user interest texts) feed a scratch tokenizer's words,
+    which are left out when no task reads text (a SID-only vocabulary)."""
+    sizes = level_sizes_of(codes)
+    if config.backbone == "pretrained":
+        tokenizer = extend_pretrained_tokenizer(config.pretrained_path, sizes)
+        return build_pretrained_lora_model(
+            config.pretrained_path, tokenizer, config.lora
+        ), tokenizer
+    words = config.text_vocab_size if uses_text(config) else 0
+    tokenizer = build_tokenizer(sizes, texts, words, config.text_min_count)
+    if config.backbone == "token":
+        return build_token_model(config.model_type, config.model_config, tokenizer), tokenizer
+    item_config = dataclasses.asdict(config.item_model)
+    # Training windows hold max_history + 1 items (the first is context only).
+    return build_item_model(item_config, tokenizer, codes, config.max_history + 1), tokenizer
+
+
+def build_item_model(
+    config: dict[str, Any], tokenizer: SidTokenizer, codes: np.ndarray, max_items: int
+) -> ItemSidModel:
+    """A randomly initialised :class:`~deepinterestgr.item_sid_model.ItemSidModel`.
+
+    ``config`` holds its size keys (hidden_size, num_hidden_layers, num_attention_heads,
+    intermediate_size, dropout, item_id_embeddings, node_embeddings); the SID token layout and
+    the catalogue come from ``tokenizer`` and ``codes`` int ``[N, L+1]``; ``max_items``: the
+    most history items a prompt may hold (training windows included).
+    """
+    sid_ids = sid_token_ids(tokenizer, codes)
+    sizes = level_sizes_of(codes)
+    tree = SidPrefixTree.from_codes(sid_ids)
+    starts = tokenizer.convert_tokens_to_ids([sid_token(level, 0) for level in range(len(sizes))])
+    model_config = ItemSidConfig(
+        vocab_size=len(tokenizer),
+        level_starts=starts,
+        level_sizes=sizes,
+        num_items=len(codes),
+        node_counts=[len(counts) for counts in tree.leaf_counts],
+        max_items=max_items,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **config,
+    )
+    model = ItemSidModel(model_config)
+    model.set_catalogue(torch.from_numpy(sid_ids))
+    logger.info(
+        "built an item-level SID model: %s parameters",
         f"{sum(p.numel() for p in model.parameters()):,}",
     )
     return model

@@ -17,7 +17,6 @@ deterministic, rank-ordered candidate set, as in MiniOneRec's beam-search rollou
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,12 @@ from deepinterestgr.io import UserSequence
 from deepinterestgr.params import GrpoParams
 from deepinterestgr.rewards import TERMS
 from deepinterestgr.semantic_ids import format_sid
+from deepinterestgr.trainer_hooks import (
+    DvcLiveCallback,
+    TimeBudget,
+    use_own_log_probs,
+    without_memory_fill,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -197,46 +202,9 @@ def check_group(beams: Sequence[Sequence[int]], size: int) -> None:
 PLOTTED = ("loss", "kl", "reward", "reward_std", "entropy", "grad_norm", "frac_reward_zero_std")
 
 
-class DvcLivePlots(TrainerCallback):
-    """Write the per-step training curves with DVCLive (``dvcyaml=False``: never touch dvc.yaml).
-
-    One plot per quantity under ``<folder>/plots/metrics/train/``: :data:`PLOTTED` and every
-    ``rewards/<term>/mean``.
-    """
-
-    def __init__(self, folder: str | Path) -> None:
-        from dvclive import Live
-
-        self.live = Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs or "loss" not in logs:
-            return  # the closing summary line has "train_loss", not "loss"
-        self.live.step = state.global_step
-        for key, value in logs.items():
-            wanted = key in PLOTTED or (key.startswith("rewards/") and key.endswith("/mean"))
-            if wanted and isinstance(value, (int, float)) and math.isfinite(value):
-                self.live.log_metric(f"train/{key}", value)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.live.end()
-
-
-class TimeLimit(TrainerCallback):
-    """Stop training after the step that crosses ``max_minutes`` of wall-clock time."""
-
-    def __init__(self, max_minutes: float) -> None:
-        self.max_seconds = max_minutes * 60.0
-        self.start = time.monotonic()
-        self.stopped_early = False
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() - self.start > self.max_seconds:
-            self.stopped_early = True
-            control.should_training_stop = True
+def plotted(key: str) -> bool:
+    """The GRPO log keys worth a curve: :data:`PLOTTED` and every ``rewards/<term>/mean``."""
+    return key in PLOTTED or (key.startswith("rewards/") and key.endswith("/mean"))
 
 
 # --------------------------------------------------------------------------- training
@@ -266,8 +234,8 @@ def train_grpo(
     ``reward_funcs`` are weighted by ``config.weights`` in :data:`deepinterestgr.rewards.TERMS`
     order (see :func:`deepinterestgr.rewards.trl_reward_functions`). Returns the trained model
     (LoRA merged into the backbone) and a :class:`GRPOOutcome`. ``output_dir`` only receives
-    TRL's scratch files: nothing is checkpointed. ``live_dir``: where :class:`DvcLivePlots`
-    writes the per-step curves (None: not written).
+    TRL's scratch files: nothing is checkpointed. ``live_dir``: where the per-step curves of
+    :func:`plotted` keys go (None: not written).
     """
     from trl import GRPOConfig, GRPOTrainer  # heavy import, only where training happens
 
@@ -295,17 +263,17 @@ def train_grpo(
         data_seed=seed,
         bf16=False,
         fp16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         use_cpu=not torch.cuda.is_available(),
         report_to="none",
         save_strategy="no",
         disable_tqdm=False,
         dataloader_num_workers=0,
     )
-    time_limit = TimeLimit(config.max_minutes)
-    callbacks: list[TrainerCallback] = [time_limit]
+    budget = TimeBudget(config.max_minutes)
+    callbacks: list[TrainerCallback] = [budget]
     if live_dir is not None:
-        callbacks.append(DvcLivePlots(live_dir))
+        callbacks.append(DvcLiveCallback(live_dir, keep=plotted))
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
@@ -316,21 +284,22 @@ def train_grpo(
         peft_config=peft_config,
         rollout_func=rollout,
     )
+    # Completions are scored with the model's own head (the item-level model's tree-normalised
+    # one) or a plain head on their positions; a pretrained backbone keeps TRL's kernel.
+    core = trainer.model.get_base_model() if peft_config is not None else trainer.model
+    head = use_own_log_probs(core, plain_head=peft_config is None)
+    if trainer.ref_model is not None:
+        use_own_log_probs(trainer.ref_model, plain_head=peft_config is None)
+    logger.info("completions scored by the %s head", head)
     started = time.monotonic()
-    # TRL's fused log-prob kernel allocates a [4096, 32768] scratch tile per call; deterministic
-    # mode would fill it with NaN first (seconds per step on a CPU). It is written before read.
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    try:
+    with without_memory_fill():
         trainer.train()
-    finally:
-        torch.utils.deterministic.fill_uninitialized_memory = fill
     seconds = time.monotonic() - started
     trained = trainer.model
     if peft_config is not None:
         trained = trained.merge_and_unload()
     history = [row for row in trainer.state.log_history if "loss" in row]
-    outcome = GRPOOutcome(trainer.state.global_step, seconds, time_limit.stopped_early, history)
+    outcome = GRPOOutcome(trainer.state.global_step, seconds, budget.stopped, history)
     logger.info(
         "GRPO: %s steps in %.1f s%s",
         f"{outcome.steps:,}",

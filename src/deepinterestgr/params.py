@@ -225,21 +225,39 @@ class RqvaeParams:
 
 
 @dataclass(frozen=True)
+class ItemModelParams:
+    hidden_size: int  # width of item, position and code embeddings and of every block
+    num_hidden_layers: int  # causal self-attention blocks over the history's items
+    num_attention_heads: int  # attention heads per block (must divide hidden_size)
+    intermediate_size: int  # inner width of each block's feed-forward layer
+    dropout: float  # dropout on the inputs, attention weights and feed-forward outputs
+    item_id_embeddings: bool  # add a per-item embedding to the sum of its code embeddings
+    node_embeddings: bool  # a child's output vector adds its own prefix-tree node's (below level 1)
+
+
+@dataclass(frozen=True)
+class SelectionParams:
+    metric: str  # picks the best evaluation: ndcg@K or hr@K (sampled validation ranking), loss
+    users: int  # validation users sampled for the ranking and the loss (0 = all)
+    patience: int  # evaluations without a better metric before training stops
+
+
+@dataclass(frozen=True)
 class SftParams:
-    backbone: Literal["scratch", "pretrained"]  # small model from a config, or checkpoint + LoRA
-    model_type: str  # transformers model type of the scratch backbone (llama, qwen2, gpt2, ...)
-    model_config: dict[str, Any]  # that config class's size keys (hidden_size, layers, heads...)
+    backbone: Literal["item", "token", "pretrained"]  # item-level, token-level, checkpoint+LoRA
+    item_model: ItemModelParams  # sizes of the item-level backbone (backbone: item)
+    model_type: str  # transformers model type of the token-level backbone (llama, qwen2, ...)
+    model_config: dict[str, Any]  # that config class's size keys (backbone: token)
     pretrained_path: str | None  # local causal-LM checkpoint folder (backbone: pretrained)
     lora: dict[str, Any]  # peft.LoraConfig keys (backbone: pretrained)
     max_history: int  # most recent items in a prompt; longer training sequences are windowed
     max_text_tokens: int  # interest-text tokens kept per item or user text
-    text_vocab_size: int  # most frequent interest words in the scratch tokenizer's vocabulary
+    text_vocab_size: int  # most frequent interest words in a scratch tokenizer (text tasks on)
     text_min_count: int  # a word enters that vocabulary if seen at least this often
     title_in_alignment: bool  # item text of the alignment tasks starts with the title
     inference_task: Literal["history", "interests_history"]  # the prompt used to recommend
     task_weights: dict[str, float]  # task -> copies of its examples per epoch (0 = off)
-    valid_users: int  # users whose validation target gives the early-stopping loss (0 = all)
-    early_stopping_patience: int  # evaluations without a lower validation loss before stopping
+    selection: SelectionParams  # how the kept checkpoint is chosen and when training stops
     max_minutes: float  # training time budget (minutes); the best checkpoint so far is kept
     trainer: dict[str, Any]  # passed straight into trl.SFTConfig (epochs, lr, batch sizes...)
 

@@ -2,9 +2,16 @@
 
 The examples of :mod:`deepinterestgr.sft_data` already carry ``input_ids`` and ``labels``, so
 TRL neither re-tokenises nor re-masks them. Trainer settings come straight from params into
-``trl.SFTConfig``; only what the protocol needs is fixed here: keep the checkpoint with the
-lowest validation loss, stop early when it stops improving or when the time budget is spent,
-and log the curves with DVCLive (``dvcyaml=False``: DVCLive must not rewrite ``dvc.yaml``).
+``trl.SFTConfig``; only what the protocol needs is fixed here:
+
+* labels are scored by the model's own head when it has one (the item-level model, tree-aware)
+  or by a plain head on the labelled positions (:mod:`deepinterestgr.trainer_hooks`);
+* after every evaluation the model ranks a sample of validation users with the constrained beam
+  search (``validate``), and the checkpoint with the best ranking metric (e.g. ``ndcg@10``) is
+  kept and drives early stopping: validation loss and HR@10 disagree once the loss has left its
+  first plateau (METHOD.md, training cost). ``metric="loss"`` selects on validation loss;
+* training stops when the time budget is spent; curves go to DVCLive.
+
 Everything runs unchanged under ``accelerate launch``; only the main process writes files.
 """
 
@@ -14,83 +21,72 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from datasets import Dataset
-from transformers import EarlyStoppingCallback, TrainerCallback
+from transformers import EarlyStoppingCallback
 from trl import SFTConfig, SFTTrainer
 
 from deepinterestgr.sft_data import SftExample
 from deepinterestgr.sid_tokenizer import SidTokenizer
+from deepinterestgr.trainer_hooks import (
+    DvcLiveCallback,
+    TimeBudget,
+    use_own_log_probs,
+    without_memory_fill,
+)
 
 logger = logging.getLogger(__name__)
 
+Validator = Callable[[torch.nn.Module], dict[str, float]]
+
+# Trainer log keys worth a curve; runtimes, FLOPs and token counters are left out.
+PLOTTED_PREFIXES = ("loss", "learning_rate", "grad_norm", "entropy", "mean_token_accuracy")
+
+
+class Selection(NamedTuple):
+    """How the best checkpoint is chosen: ``metric`` (a key of ``validate``'s result, e.g.
+    ``ndcg@10``, higher is better; or ``loss``, lower is better), early stopping after
+    ``patience`` evaluations without improvement, ``validate(model)`` the ranking metrics."""
+
+    metric: str
+    patience: int
+    validate: Validator | None
+
 
 class SftResult(NamedTuple):
-    model: torch.nn.Module  # the best model by validation loss (on the trainer's device)
-    best_eval_loss: float
+    model: torch.nn.Module  # the selected model (on the trainer's device)
+    best_metric: float  # its selection metric
+    best_step: int  # the step it was saved at
+    evaluations: list[dict[str, float]]  # every evaluation's metrics, in order
     steps: int
     epochs: float
     wall_time_s: float
     stopped_by_time: bool
     is_main_process: bool
+    log_prob_head: str  # "model", "plain" or "trl" (see trainer_hooks.use_own_log_probs)
 
 
-class TimeBudgetCallback(TrainerCallback):
-    """Stops training after ``max_minutes``, evaluating and saving once more first so the best
-    checkpoint is chosen among everything trained."""
+class RecommenderSftTrainer(SFTTrainer):
+    """``SFTTrainer`` whose evaluation also ranks validation users (``validate``) and whose
+    labels are scored without TRL's fused head where a cheaper exact one exists."""
 
-    def __init__(self, max_minutes: float) -> None:
-        self.max_seconds = max_minutes * 60.0
-        self.start = time.monotonic()
-        self.stopped = False
+    def __init__(self, *args: Any, validate: Validator | None, plain_head: bool, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.validate = validate
+        core = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        self.log_prob_head = use_own_log_probs(core, plain_head)
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if not self.stopped and time.monotonic() - self.start > self.max_seconds:
-            logger.info(
-                "time budget of %.1f min spent at step %d", self.max_seconds / 60, state.global_step
-            )
-            self.stopped = True
-            control.should_training_stop = True
-            # With per-epoch evaluation the trainer still closes the epoch (evaluate, save).
-            if args.eval_strategy != "epoch":
-                control.should_evaluate = True
-                control.should_save = True
-        return control
-
-
-class DvcLiveCallback(TrainerCallback):
-    """Logs every trainer log line to DVCLive at the trainer's global step (main process only)."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = str(folder)
-        self.live = None
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        if self.live is None:
-            from dvclive import Live
-
-            self.live = Live(self.folder, dvcyaml=False, save_dvc_exp=False, report=None)
-        self.live.step = state.global_step
-        for key, value in logs.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                # "eval_loss" -> "eval/loss", "loss" -> "train/loss": one plot per quantity.
-                name = (
-                    key.replace("eval_", "eval/", 1) if key.startswith("eval_") else f"train/{key}"
-                )
-                self.live.log_metric(name, value)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.live is not None:
-            self.live.end()
+    def evaluation_loop(self, *args: Any, **kwargs: Any):
+        output = super().evaluation_loop(*args, **kwargs)
+        if self.validate is not None:
+            prefix = kwargs.get("metric_key_prefix", "eval")
+            ranked = self.validate(self.accelerator.unwrap_model(self.model))
+            output.metrics.update({f"{prefix}_{key}": value for key, value in ranked.items()})
+        return output
 
 
 def launched_on_cpus_only() -> bool:
@@ -115,14 +111,19 @@ def train_sft(
     output_dir: str | Path,
     live_dir: str | Path,
     seed: int,
-    early_stopping_patience: int,
+    selection: Selection,
     max_minutes: float,
+    plain_head: bool = True,
 ) -> SftResult:
-    """Train ``model`` on ``train``, select the checkpoint with the lowest loss on ``valid``.
+    """Train ``model`` on ``train`` and keep the checkpoint that ``selection`` prefers.
 
-    ``trainer_args`` are ``trl.SFTConfig`` keys (epochs, batch sizes, learning rate, schedule,
-    ``eval_strategy`` with an equal ``save_strategy``...). Checkpoints go to ``output_dir``.
+    ``valid`` gives the validation loss. ``trainer_args`` are ``trl.SFTConfig`` keys (epochs,
+    batch sizes, learning rate, schedule, ``eval_strategy`` with an equal ``save_strategy``...).
+    Checkpoints go to ``output_dir``. ``plain_head``: score labels with a plain LM head on the
+    labelled positions (small vocabularies) instead of TRL's tiled kernel.
     """
+    if selection.metric != "loss" and selection.validate is None:
+        raise ValueError(f"selection metric '{selection.metric}' needs a validate function")
     if launched_on_cpus_only():
         trainer_args = {"use_cpu": True, **trainer_args}
     config = SFTConfig(
@@ -131,43 +132,65 @@ def train_sft(
         data_seed=seed,
         report_to="none",
         load_best_model_at_end=True,
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
+        metric_for_best_model=selection.metric,
+        greater_is_better=selection.metric != "loss",
         save_only_model=True,
         save_total_limit=1,
         max_length=None,  # examples are built within the model's context already
         **trainer_args,
     )
-    budget = TimeBudgetCallback(max_minutes)
-    trainer = SFTTrainer(
+    budget = TimeBudget(max_minutes)
+    trainer = RecommenderSftTrainer(
         model=model,
         args=config,
         train_dataset=to_dataset(train),
         eval_dataset=to_dataset(valid),
         processing_class=tokenizer,
         callbacks=[
-            EarlyStoppingCallback(early_stopping_patience),
+            EarlyStoppingCallback(selection.patience),
             budget,
-            DvcLiveCallback(live_dir),
+            DvcLiveCallback(live_dir, keep=_plotted),
         ],
+        validate=selection.validate,
+        plain_head=plain_head,
     )
+    logger.info("labels scored by the %s head", trainer.log_prob_head)
     start = time.monotonic()
-    output = trainer.train()
+    with without_memory_fill():
+        output = trainer.train()
     elapsed = time.monotonic() - start
+    key = f"eval_{selection.metric}"
+    evaluations = [
+        {k.removeprefix("eval_"): v for k, v in row.items() if k.startswith("eval_")}
+        | {"step": row["step"], "epoch": row.get("epoch", math.nan)}
+        for row in trainer.state.log_history
+        if key in row
+    ]
     best = trainer.state.best_metric
+    best_step = next((int(row["step"]) for row in evaluations if row[selection.metric] == best), 0)
     logger.info(
-        "trained %d steps (%.2f epochs) in %.0f s; best validation loss %.4f",
+        "trained %d steps (%.2f epochs) in %.0f s; best validation %s %.4f at step %d",
         output.global_step,
         trainer.state.epoch or 0.0,
         elapsed,
+        selection.metric,
         best if best is not None else math.nan,
+        best_step,
     )
     return SftResult(
         model=trainer.model,
-        best_eval_loss=float(best) if best is not None else math.nan,
+        best_metric=float(best) if best is not None else math.nan,
+        best_step=best_step,
+        evaluations=evaluations,
         steps=output.global_step,
         epochs=float(trainer.state.epoch or 0.0),
         wall_time_s=elapsed,
         stopped_by_time=budget.stopped,
         is_main_process=trainer.is_world_process_zero(),
+        log_prob_head=trainer.log_prob_head,
     )
+
+
+def _plotted(key: str) -> bool:
+    name = key.removeprefix("eval_")
+    return name.startswith(PLOTTED_PREFIXES) or "@" in name
