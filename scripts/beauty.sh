@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The full pipeline on Amazon Beauty (../shared/data/amazon/beauty) as one DVC experiment:
 # the LLM-mined interests shipped with the data (precomputed; add LLM backends with API keys),
-# the paper's 3 x 256 Semantic IDs, SASRec at Beauty scale, and sft/grpo sized for a 2-core CPU
-# (about an hour of sft and a quarter of an hour of grpo on one busy core). On a GPU raise
-# sft.trainer.num_train_epochs and the model size, e.g. -S sft.model_config.hidden_size=256.
+# the paper's 3 x 256 Semantic IDs, SASRec at Beauty scale trained to convergence, the
+# item-level generative recommender (50 history items, up to 30 epochs within 60 minutes,
+# checkpoint by sampled validation NDCG@10) and GRPO over every user once (at most 20 minutes),
+# sized for one core of a 2-core CPU. On a GPU raise the model, e.g.
+# -S sft.item_model.hidden_size=256 -S sft.item_model.intermediate_size=1024.
 # Extra arguments are passed on, e.g. -S sft.trainer.num_train_epochs=20 or -S 'mine.backends=[offline]'.
 # Run from the activated environment (source .venv/bin/activate); results go to results/$NAME.
 # QUEUE=1 only queues the experiment (dvc exp run --queue) and records nothing.
@@ -15,25 +17,26 @@ overrides=(
   -S 'mine.backends=[precomputed]'
   -S rqvae.codebook_size=256
   -S baselines.sasrec.hidden_size=64 -S baselines.sasrec.num_heads=2
-  -S baselines.sasrec.feedforward_size=256 -S baselines.sasrec.dropout=0.3
-  -S baselines.sasrec.max_len=50 -S baselines.sasrec.batch_size=256
-  -S baselines.sasrec.learning_rate=0.002 -S baselines.sasrec.max_epochs=12
-  -S baselines.sasrec.patience=3
-  -S sft.model_config.hidden_size=128 -S sft.model_config.num_attention_heads=4
-  -S sft.model_config.num_key_value_heads=4 -S sft.model_config.intermediate_size=512
-  -S sft.task_weights.interests_to_sid=0.5 -S sft.task_weights.sid_to_interests=0.25
-  -S sft.valid_users=2000 -S sft.max_minutes=75
-  -S sft.trainer.num_train_epochs=6 -S sft.trainer.per_device_train_batch_size=256
-  -S sft.trainer.learning_rate=0.005 -S sft.trainer.warmup_steps=0.02
-  -S grpo.max_prompts=800 -S grpo.epochs=1 -S grpo.max_minutes=15
-  -S evaluate.batch_size=128
+  -S baselines.sasrec.feedforward_size=256 -S baselines.sasrec.dropout=0.5
+  -S baselines.sasrec.max_len=50 -S baselines.sasrec.batch_size=128
+  -S baselines.sasrec.learning_rate=0.002 -S baselines.sasrec.max_epochs=45
+  -S baselines.sasrec.patience=8
+  -S sft.max_history=50 -S sft.selection.users=2000 -S sft.selection.patience=6
+  -S sft.max_minutes=60
+  -S sft.trainer.num_train_epochs=30 -S sft.trainer.per_device_train_batch_size=128
+  -S sft.trainer.learning_rate=0.002 -S sft.trainer.weight_decay=0.0
+  -S sft.trainer.warmup_steps=0.02
+  -S grpo.max_prompts=0 -S grpo.epochs=1 -S grpo.max_minutes=20
+  -S evaluate.batch_size=256
 )
 if [[ "${QUEUE:-0}" == 1 ]]; then
   exec dvc exp run --queue -n "$NAME" "${overrides[@]}" "$@"
 fi
 dvc exp run -n "$NAME" "${overrides[@]}" "$@"
-mkdir -p "results/$NAME/metrics"
+mkdir -p "results/$NAME/metrics" "results/$NAME/ranks" "results/$NAME/curves"
 cp params.yaml "results/$NAME/"
 cp metrics/*.json "results/$NAME/metrics/"
+cp data/evaluate/ranks/*.npy "results/$NAME/ranks/"   # per-user ranks: scripts/compare_runs.py
+cp plots/sft/validation.json "results/$NAME/curves/sft_validation.json"
 printf 'NAME=%s bash scripts/beauty.sh %s\n' "$NAME" "$*" > "results/$NAME/commands.sh"
 python scripts/render_results.py

@@ -6,8 +6,10 @@ Reads ``data/download/users.jsonl``, ``data/rqvae/codes.npy``, each model folder
 ``metrics/baselines.json`` when present (the stage depends on ``data/baselines``, written
 together with it). Writes ``metrics/eval.json`` (per model and split:
 HR@K, NDCG@K, invalid / duplicate / missing beams, decoding wall time; the baselines next to
-them) and ``plots/evaluate/hr_at_k/<ranker>.json`` (test HR@K and NDCG@K by K, one file per
-ranker). Params: ``base.seed``, ``evaluate``.
+them), ``data/evaluate/ranks/<model>_<split>.npy`` (int64 ``[U]``, each user's target rank, -1
+when not in the list: what paired comparisons between runs read) and
+``plots/evaluate/hr_at_k/<ranker>.json`` (test HR@K and NDCG@K by K, one file per ranker).
+Params: ``base.seed``, ``evaluate``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from deepinterestgr.io import (
     read_json,
     read_user_interests,
     read_users,
+    save_array,
     write_json,
 )
 from deepinterestgr.seeding import seed_everything
@@ -37,6 +40,7 @@ MODELS = {"sft": Path("data/sft/model"), "grpo": Path("data/grpo/model")}
 BASELINES = Path("metrics/baselines.json")
 METRICS = Path("metrics/eval.json")
 PLOTS = Path("plots/evaluate/hr_at_k")
+RANKS = Path("data/evaluate/ranks")
 
 
 def main() -> None:
@@ -50,6 +54,7 @@ def main() -> None:
     logging.info("read %s users and SIDs of %s items", f"{len(users):,}", f"{len(codes):,}")
 
     report: dict = {"exclude_history": config.exclude_history, "num_beams": config.num_beams}
+    shutil.rmtree(RANKS, ignore_errors=True)
     test_metrics = {}
     for name, folder in MODELS.items():
         if not folder.exists():
@@ -74,6 +79,7 @@ def main() -> None:
                 user_texts,
             )
             report[name][split] = evaluation.to_dict()
+            save_array(RANKS / f"{name}_{split}.npy", evaluation.result.ranks)
         test_metrics[name] = report[name]["test"]
 
     if BASELINES.exists():

@@ -4,10 +4,12 @@ Reads ``data/download/{items,users}.jsonl``, ``data/rqvae/codes.npy`` (int64 ``[
 ``data/label/items.jsonl`` (item interests; negatively labelled ones are left out) and
 ``data/mine/users.jsonl`` (user interests from training histories; may be empty). Writes
 ``data/sft/model/`` (model, tokenizer, ``recommender.json``), the training curves
-``dvclive/sft/`` and ``metrics/sft.json`` (the selection metric of the kept checkpoint, steps,
-epochs, wall time, example counts, parameter count). Params: ``base.seed``, ``sft``, and the
-protocol of ``evaluate`` (beams, batch size, history exclusion) for the validation ranking that
-selects the checkpoint. Runs as is or under ``accelerate launch stages/sft.py``.
+``dvclive/sft/``, ``metrics/sft.json`` (the selection metric of the kept checkpoint, steps,
+epochs, wall time, example counts, parameter count) and ``plots/sft/validation.json`` (every
+evaluation: epoch, step, wall-clock minutes, validation loss and ranking metrics).
+Params: ``base.seed``, ``sft``, and the protocol of ``evaluate`` (beams, batch size, history
+exclusion) for the validation ranking that selects the checkpoint.
+Runs as is or under ``accelerate launch stages/sft.py``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ USER_INTERESTS = Path("data/mine/users.jsonl")
 OUTPUT = Path("data/sft")
 LIVE = Path("dvclive/sft")
 METRICS = Path("metrics/sft.json")
+CURVE = Path("plots/sft/validation.json")
 
 
 def main() -> None:
@@ -134,7 +137,13 @@ def main() -> None:
                 "parameters": int(sum(np.prod(p.shape) for p in result.model.parameters())),
             },
         )
-        logging.info("wrote %s and %s", OUTPUT / "model", METRICS)
+        write_json(CURVE, [validation_row(row) for row in result.evaluations])
+        logging.info("wrote %s, %s and %s", OUTPUT / "model", METRICS, CURVE)
+
+
+def validation_row(evaluation: dict[str, float]) -> dict[str, float]:
+    """One point of the validation curve: step, epoch, minutes and every metric, rounded."""
+    return {key: round(value, 5) for key, value in evaluation.items()}
 
 
 if __name__ == "__main__":

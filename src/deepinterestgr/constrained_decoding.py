@@ -6,12 +6,17 @@ distinct tokens seen there (``level_tokens[d]``, ``V_d`` of them) and a dense tr
 no valid SID continues that way; at the last depth the entry is the item id. Masking a batch of
 beams is then one gather, with no Python per beam.
 
-:func:`constrained_beam_search` is its own loop over the ``T`` steps with a KV cache: the prompt
-is encoded once per user (not once per beam), each step scores only the tokens of that level,
-and the model's ``generation_config`` is never read, so nothing can switch sampling on. Beams
-follow distinct tree paths, so the returned items are valid and distinct by construction.
-Scores are sums of full-vocabulary log-probabilities, the same quantity that transformers'
+:func:`constrained_beam_search` is its own loop over the ``T`` levels: the prompt is encoded
+once per user (not once per beam), each step scores only the tokens of that level, and the
+model's ``generation_config`` is never read, so nothing can switch sampling on. Beams follow
+distinct tree paths, so the returned items are valid and distinct by construction.
+
+The model is asked for each level's log-probabilities through a :class:`LevelScorer`. A model
+with a ``sid_scorer`` method brings its own (the item-level model: a softmax over each prefix's
+children, no model call after the prompt); any other causal LM gets :class:`CausalLmScorer`, a
+KV cache and full-vocabulary log-probabilities, the quantity that transformers'
 ``generate(num_beams=..., prefix_allowed_tokens_fn=...)`` ranks by with ``length_penalty=0``.
+A beam's score is the sum of its levels' log-probabilities.
 """
 
 from __future__ import annotations

@@ -304,10 +304,15 @@ class ItemSidModel(PreTrainedModel, GenerationMixin):
         if self.node_output_embeddings is not None and level > 0:
             if parent is None:
                 raise ValueError("node embeddings need the parent node of every query")
-            child = tables.children[level][parent.clamp(min=0)]
-            child = torch.where((parent >= 0).unsqueeze(-1), child, -1)
-            nodes = self.node_output_embeddings[level - 1](child + 1)  # [..., V_l, H]
-            scores = scores + (nodes @ query.unsqueeze(-1)).squeeze(-1)
+            # Only existing children get a node term: a prefix has a few of the K codes below
+            # it, so this gathers [pairs, H] rather than [..., V_l, H].
+            child = tables.children[level][parent.clamp(min=0)].reshape(-1, scores.shape[-1])
+            child = child.masked_fill((parent < 0).reshape(-1, 1), -1)
+            rows, cols = (child >= 0).nonzero(as_tuple=True)
+            nodes = self.node_output_embeddings[level - 1](child[rows, cols] + 1)
+            extra = (nodes * query.reshape(-1, query.shape[-1])[rows]).sum(-1)
+            flat = scores.reshape(-1, scores.shape[-1])
+            scores = flat.index_put((rows, cols), flat[rows, cols] + extra).view(scores.shape)
         return scores
 
     def _text_logits(self, states: torch.Tensor) -> torch.Tensor:

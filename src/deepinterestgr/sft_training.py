@@ -61,7 +61,7 @@ class SftResult(NamedTuple):
     model: torch.nn.Module  # the selected model (on the trainer's device)
     best_metric: float  # its selection metric
     best_step: int  # the step it was saved at
-    evaluations: list[dict[str, float]]  # every evaluation's metrics, in order
+    evaluations: list[dict[str, float]]  # every evaluation: step, epoch, minutes, metrics
     steps: int
     epochs: float
     wall_time_s: float
@@ -79,13 +79,20 @@ class RecommenderSftTrainer(SFTTrainer):
         self.validate = validate
         core = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
         self.log_prob_head = use_own_log_probs(core, plain_head)
+        self.started = time.monotonic()
+
+    def train(self, *args: Any, **kwargs: Any):
+        self.started = time.monotonic()
+        return super().train(*args, **kwargs)
 
     def evaluation_loop(self, *args: Any, **kwargs: Any):
         output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
         if self.validate is not None:
-            prefix = kwargs.get("metric_key_prefix", "eval")
             ranked = self.validate(self.accelerator.unwrap_model(self.model))
             output.metrics.update({f"{prefix}_{key}": value for key, value in ranked.items()})
+        # Wall-clock minutes since training began, validation included: the learning curve's x.
+        output.metrics[f"{prefix}_minutes"] = (time.monotonic() - self.started) / 60
         return output
 
 
@@ -161,8 +168,8 @@ def train_sft(
     elapsed = time.monotonic() - start
     key = f"eval_{selection.metric}"
     evaluations = [
-        {k.removeprefix("eval_"): v for k, v in row.items() if k.startswith("eval_")}
-        | {"step": row["step"], "epoch": row.get("epoch", math.nan)}
+        {"step": row["step"], "epoch": row.get("epoch", math.nan)}
+        | {k.removeprefix("eval_"): v for k, v in row.items() if _curve_key(k)}
         for row in trainer.state.log_history
         if key in row
     ]
@@ -194,3 +201,7 @@ def train_sft(
 def _plotted(key: str) -> bool:
     name = key.removeprefix("eval_")
     return name.startswith(PLOTTED_PREFIXES) or "@" in name
+
+
+def _curve_key(key: str) -> bool:
+    return key.startswith("eval_") and (_plotted(key) or key == "eval_minutes")
