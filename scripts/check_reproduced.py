@@ -1,0 +1,116 @@
+"""Fail unless this workspace reproduced the committed default run exactly.
+
+    python scripts/check_reproduced.py [BASE_REV]      # default: HEAD
+
+Run after ``dvc repro`` on a clean clone (``.ci/run`` does). Two checks against ``BASE_REV``:
+
+* every metrics file declared in ``dvc.yaml`` holds the same values as the committed one, key by
+  key, wall-clock figures excepted (keys naming seconds, runtimes, rates per second);
+* every stage output in ``dvc.lock`` has the committed hash (same data, same models).
+
+Prints one line per difference and exits 1 if there is any, 0 with a one-line summary if not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# Metric keys that measure the machine, not the model: they differ on every run.
+WALL_CLOCK = re.compile(r"(wall_time|runtime|seconds|_per_s(econd)?$|^minutes$|cpu_time)")
+
+
+def committed(path: str, rev: str) -> str | None:
+    shown = subprocess.run(
+        ["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True
+    )
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, inner in value.items():
+            out.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list):
+        out = {}
+        for index, inner in enumerate(value):
+            out.update(flatten(inner, f"{prefix}[{index}]"))
+        return out
+    return {prefix: value}
+
+
+def metric_files() -> list[str]:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    files = []
+    for stage in stages.values():
+        for entry in stage.get("metrics", []):
+            files.extend(entry if isinstance(entry, dict) else [entry])
+    return sorted(files)
+
+
+def metric_differences(rev: str) -> list[str]:
+    differences = []
+    for path in metric_files():
+        before = committed(path, rev)
+        if before is None:
+            differences.append(f"{path}: not committed at {rev}")
+            continue
+        if not (ROOT / path).exists():
+            differences.append(f"{path}: not written by this run")
+            continue
+        old = flatten(json.loads(before))
+        new = flatten(json.loads((ROOT / path).read_text()))
+        for key in sorted(old.keys() | new.keys()):
+            if WALL_CLOCK.search(key.split(".")[-1]):
+                continue
+            if old.get(key) != new.get(key):
+                differences.append(f"{path}: {key} = {new.get(key)!r}, committed {old.get(key)!r}")
+    return differences
+
+
+def output_hashes(lock_text: str) -> dict[str, str]:
+    lock = yaml.safe_load(lock_text) or {}
+    return {
+        f"{stage}:{out['path']}": out.get("md5", "")
+        for stage, entry in lock.get("stages", {}).items()
+        for out in entry.get("outs", [])
+    }
+
+
+def lock_differences(rev: str) -> list[str]:
+    before = committed("dvc.lock", rev)
+    if before is None:
+        return [f"dvc.lock: not committed at {rev}"]
+    old, new = output_hashes(before), output_hashes((ROOT / "dvc.lock").read_text())
+    return [
+        f"dvc.lock: {key} hash {new.get(key)}, committed {old.get(key)}"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rev", nargs="?", default="HEAD")
+    args = parser.parse_args()
+    differences = metric_differences(args.rev) + lock_differences(args.rev)
+    for line in differences:
+        print(line)
+    if differences:
+        print(f"not reproduced: {len(differences)} difference(s) from {args.rev}")
+        sys.exit(1)
+    print(f"reproduced: every committed metric and output hash of {args.rev} (wall times aside)")
+
+
+if __name__ == "__main__":
+    main()
