@@ -202,7 +202,7 @@ async def mine_batch_async(
         for key in prompts:
             if key in records:
                 continue
-            if not runner.reserve(runner.job_cost_bound(prompts[key])):
+            if not runner.try_reserve(runner.job_cost_bound(prompts[key])):
                 break  # the cap: this job and the rest are not asked
             missing[key] = prompts[key]
         if missing:

@@ -18,9 +18,11 @@ A :class:`Job` is one prompt about one item or user. :func:`mine` answers a list
    Answers, failed or not, are paid for, so they are cached at once, each in its own file.
 5. The spending cap is a hard limit: before a job starts, the most it can cost (its first
    request and a repair turn, each with every input token the body can hold and
-   ``max_tokens`` out; :func:`job_cost_bound`) is reserved, and a job whose bound does not
-   fit under ``spending_cap_usd`` beside the spend and the other reservations is not
-   started. The result says so and the caller stops (everything answered so far is cached).
+   ``max_tokens`` out; :meth:`Runner.job_cost_bound`) is reserved. A job whose bound does
+   not fit under ``spending_cap_usd`` beside the spend and the other reservations waits for
+   jobs in flight to end (their real cost replaces their bound); when nothing is in flight
+   and it still does not fit, the run stops. The result says so and the caller stops
+   (everything answered so far is cached).
 6. After ``max_consecutive_failures`` failed answers in a row (e.g. the first N jobs of a
    broken backend) no new job starts: the result names the reason, nothing more is paid.
 
@@ -207,6 +209,8 @@ class Runner:
         self.cap_reached = False
         self.next_job_bound = 0.0
         self.reserved = 0.0  # cost bounds of the jobs in flight
+        self.in_flight = 0  # jobs holding a reservation
+        self.budget_changed: asyncio.Condition | None = None  # made in the running loop
         self.failures_in_a_row = 0
         self.stopped: str | None = None
         self.bound_broken = False
@@ -231,18 +235,40 @@ class Runner:
         repair = first + out + _REPAIR_BYTES
         return self.cost(first, out) + self.cost(repair, out)
 
-    def reserve(self, bound: float) -> bool:
-        """Reserve ``bound`` USD for a job if it fits under the cap, else note the cap."""
+    def try_reserve(self, bound: float) -> bool:
+        """Reserve ``bound`` USD for a job if it fits under the cap now, else note the cap."""
         if self.stats.cost_usd + self.reserved + bound > self.spending_cap_usd:
             self.cap_reached = True
             self.next_job_bound = bound
             return False
         self.reserved += bound
+        self.in_flight += 1
         return True
+
+    async def reserve(self, bound: float) -> bool:
+        """Reserve ``bound`` USD, waiting while jobs in flight may still free enough of it."""
+        if self.budget_changed is None:
+            self.budget_changed = asyncio.Condition()
+        async with self.budget_changed:
+            while self.stats.cost_usd + self.reserved + bound > self.spending_cap_usd:
+                if self.in_flight == 0 or self.cap_reached:  # nothing left to wait for
+                    self.try_reserve(bound)
+                    self.budget_changed.notify_all()
+                    return False
+                await self.budget_changed.wait()
+            return self.try_reserve(bound)
+
+    async def release_async(self, bound: float, job_cost: float) -> None:
+        self.release(bound, job_cost)
+        if self.budget_changed is not None:
+            async with self.budget_changed:
+                self.budget_changed.notify_all()
 
     def release(self, bound: float, job_cost: float) -> None:
         """A job ended: its reservation goes, its real cost (already in stats) stays."""
-        self.reserved -= bound
+        self.in_flight -= 1
+        # Exactly 0 once nothing is in flight (float sums would leave a residue).
+        self.reserved = self.reserved - bound if self.in_flight else 0.0
         if job_cost > bound * (1 + 1e-9) and not self.bound_broken:
             self.bound_broken = True  # only if a provider counts more tokens than the bound
             log.warning(
@@ -392,7 +418,7 @@ class Runner:
             except asyncio.QueueEmpty:
                 return
             bound = self.job_cost_bound(job.prompt)
-            if not self.reserve(bound):
+            if not await self.reserve(bound):
                 return
             job_cost = 0.0
             try:
@@ -415,7 +441,7 @@ class Runner:
                     "answers": [],
                 }
             finally:
-                self.release(bound, job_cost)
+                await self.release_async(bound, job_cost)
             results[index] = Outcome(job, record["status"] == "ok", False, record)
             self.count_outcome(record)
             self.watch_failures(record)
