@@ -61,6 +61,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256
     fake: FakeLLMServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request (the resume and fault tests do it) resets its
+        # connection: expected, and not worth a traceback on stderr.
+        pass
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
