@@ -151,3 +151,26 @@ def test_load_all_names_every_bad_key_of_a_section_in_one_line(tmp_path):
 def test_the_project_params_pass_every_check():
     assert set(load_all(ROOT / "params.yaml")) == set(SECTIONS)
     assert set(VALIDATORS) == set(SECTIONS)
+
+
+def test_the_params_stage_checks_every_section_before_any_other_stage():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages["params"]["params"]) == set(SECTIONS)
+    outs = {
+        name: [next(iter(o)) if isinstance(o, dict) else o for o in s.get("outs", [])]
+        for name, s in stages.items()
+    }
+    metrics = {name: [next(iter(m)) for m in s.get("metrics", [])] for name, s in stages.items()}
+
+    def upstream(name: str) -> set[str]:
+        found = set()
+        for dep in stages[name]["deps"]:
+            for other in stages:
+                produced = outs[other] + metrics[other]
+                if other != name and any(dep == o or dep.startswith(o + "/") for o in produced):
+                    found |= {other, *upstream(other)}
+        return found
+
+    for name in stages:
+        if name != "params":
+            assert "params" in upstream(name), f"stage {name} can run before the params check"
