@@ -233,12 +233,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _loads(text: str, where: str) -> Any:
-    """``json.loads`` that also refuses ``NaN``/``Infinity``; errors name ``where``."""
+def _loads(text: str, where: str, name_line: bool = False) -> Any:
+    """``json.loads`` that also refuses ``NaN``/``Infinity``; errors name ``where`` (and the
+    line within ``text`` if ``name_line``: a whole file)."""
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
-        raise DataFormatError(f"{where}: invalid JSON ({err.msg})") from None
+        at = f"{where}:{err.lineno}" if name_line else where
+        raise DataFormatError(f"{at}: invalid JSON ({err.msg})") from None
     except ValueError as err:
         raise DataFormatError(f"{where}: invalid JSON ({err})") from None
 
@@ -263,13 +265,7 @@ def write_json(path: str | Path, data: Any) -> None:
 def read_json(path: str | Path) -> Any:
     with open(path, "rb") as handle:
         raw = handle.read()
-    text = decode_line(raw, str(path))
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
-    except ValueError as err:
-        raise DataFormatError(f"{path}: invalid JSON ({err})") from None
+    return _loads(decode_line(raw, str(path)), str(path), name_line=True)
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
