@@ -10,6 +10,10 @@ Params: ``base.seed``, ``baselines``, ``evaluate.ks``, ``evaluate.exclude_histor
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("baselines")  # all params checked, outputs locked: before the slow imports below
+
 import logging
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from deepinterestgr.evaluation import Ranker, evaluate_ranker
 from deepinterestgr.io import (
     DatasetFiles,
     UserSequence,
+    new_folder,
     read_items,
     read_users,
     save_array,
@@ -59,7 +64,6 @@ def main() -> None:
     logging.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
 
     counts = training_counts(users, len(items))
-    save_array(OUTPUT / "popularity.npy", counts)
     popularity = evaluate_splits(PopularityRanker(counts), users, evaluate, config.eval_batch_size)
 
     trained = train_sasrec(
@@ -70,9 +74,11 @@ def main() -> None:
         config.eval_batch_size,
         base.seed,
     )
-    save_checkpoint(OUTPUT / "sasrec.pt", trained.model, config.sasrec)
-    write_json(OUTPUT / "sasrec_epochs.json", [epoch._asdict() for epoch in trained.history])
     sasrec = evaluate_splits(SASRecRanker(trained.model), users, evaluate, config.eval_batch_size)
+    with new_folder(OUTPUT) as folder:  # swapped in whole once every file is written
+        save_array(folder / "popularity.npy", counts)
+        save_checkpoint(folder / "sasrec.pt", trained.model, config.sasrec)
+        write_json(folder / "sasrec_epochs.json", [epoch._asdict() for epoch in trained.history])
 
     write_json(
         METRICS,

@@ -10,8 +10,11 @@ Writes:  ``data/download/items.jsonl`` (io.Item, ids 0..N-1), ``data/download/us
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("download")  # all params checked, outputs locked: before the slow imports below
+
 import logging
-import shutil
 from pathlib import Path
 
 from deepinterestgr import io
@@ -33,10 +36,11 @@ def main() -> None:
 
     dataset = load_source(params, seed=base.seed, root=Path.cwd(), raw_dir=RAW_DIR)
 
-    shutil.rmtree(OUT.folder, ignore_errors=True)  # rewrite the output completely
-    num_items = io.write_items(OUT.items, dataset.items)
-    num_users = io.write_users(OUT.users, dataset.users)
-    num_images = write_images(OUT.folder, dataset.images)
+    with io.new_folder(OUT.folder) as folder:  # swapped in whole once every file is written
+        files = io.DatasetFiles(folder)
+        num_items = io.write_items(files.items, dataset.items)
+        num_users = io.write_users(files.users, dataset.users)
+        num_images = write_images(folder, dataset.images)
     stats = statistics(dataset)
     io.write_json(METRICS, stats)
     log.info(

@@ -11,6 +11,10 @@ re-encoded.
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("embed")  # all params checked, outputs locked: before the slow imports below
+
 import logging
 import time
 from pathlib import Path
@@ -38,8 +42,10 @@ def main() -> None:
     start = time.perf_counter()
     texts, result = embed_catalogue(items, [row.interests for row in rows], params, CACHE)
     seconds = time.perf_counter() - start
-    io.save_array(OUT / "embeddings.npy", result.vectors)
-    io.write_jsonl(OUT / "texts.jsonl", ({"item_id": i, "text": t} for i, t in enumerate(texts)))
+    with io.new_folder(OUT) as folder:  # swapped in whole once every file is written
+        io.save_array(folder / "embeddings.npy", result.vectors)
+        texts_rows = ({"item_id": i, "text": t} for i, t in enumerate(texts))
+        io.write_jsonl(folder / "texts.jsonl", texts_rows)
     io.write_json(
         METRICS,
         {

@@ -1,7 +1,8 @@
 """Stage ``evaluate``: valid and test HR@K / NDCG@K of every trained generative recommender.
 
 Reads ``data/download/users.jsonl``, ``data/rqvae/codes.npy``, each model folder of
-:data:`MODELS` that exists (``data/sft/model``; ``data/grpo/model`` once trained),
+:data:`MODELS` that exists (``data/sft/model``; ``data/grpo/model`` once trained; the stage
+fails when there is none),
 ``data/mine/users.jsonl`` when a model's prompt uses user interests, and
 ``metrics/baselines.json`` when present (the stage depends on ``data/baselines``, written
 together with it). Writes ``metrics/eval.json`` (per model and split:
@@ -14,16 +15,21 @@ Params: ``base.seed``, ``evaluate``.
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("evaluate")  # all params checked, outputs locked: before the slow imports below
+
 import logging
-import shutil
 from pathlib import Path
 
 from deepinterestgr import params
+from deepinterestgr.errors import PipelineError
 from deepinterestgr.generative_evaluation import evaluate_recommender, hr_by_k_rows
 from deepinterestgr.generative_model import load_recommender
 from deepinterestgr.io import (
     DatasetFiles,
     load_array,
+    new_folder,
     read_json,
     read_user_interests,
     read_users,
@@ -48,6 +54,14 @@ def main() -> None:
     base = params.load("base")
     config = params.load("evaluate")
     seed_everything(base.seed)
+    models = {name: folder for name, folder in MODELS.items() if folder.exists()}
+    if not models:
+        raise PipelineError(
+            f"no model to evaluate: none of {', '.join(map(str, MODELS.values()))} exists; "
+            "run the sft stage (dvc repro sft) first"
+        )
+    for name in MODELS.keys() - models.keys():
+        logging.warning("no %s model at %s: not evaluated", name, MODELS[name])
 
     users = read_users(DATASET.users)
     codes = load_array(CODES)
@@ -56,10 +70,7 @@ def main() -> None:
     report: dict = {"exclude_history": config.exclude_history, "num_beams": config.num_beams}
     shutil.rmtree(RANKS, ignore_errors=True)
     test_metrics = {}
-    for name, folder in MODELS.items():
-        if not folder.exists():
-            logging.info("no %s model at %s: skipped", name, folder)
-            continue
+    for name, folder in models.items():
         recommender = load_recommender(folder)
         user_texts = None
         if recommender.spec.task == "interests_history":
@@ -89,9 +100,9 @@ def main() -> None:
                 report[name] = {split: baselines[name][split] for split in ("valid", "test")}
                 test_metrics[name] = baselines[name]["test"]
     write_json(METRICS, report)
-    shutil.rmtree(PLOTS, ignore_errors=True)
-    for name, metrics in test_metrics.items():
-        write_json(PLOTS / f"{name}.json", hr_by_k_rows(metrics, config.ks))
+    with new_folder(PLOTS) as plots:
+        for name, metrics in test_metrics.items():
+            write_json(plots / f"{name}.json", hr_by_k_rows(metrics, config.ks))
     logging.info("wrote %s and %s plot files under %s", METRICS, len(test_metrics), PLOTS)
 
 

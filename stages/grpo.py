@@ -11,6 +11,10 @@ Params: ``base.seed``, ``grpo``, ``sft.backbone`` (LoRA when it is ``pretrained`
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("grpo")  # all params checked, outputs locked: before the slow imports below
+
 import logging
 import tempfile
 from pathlib import Path
@@ -19,7 +23,14 @@ from deepinterestgr import params
 from deepinterestgr.constrained_decoding import SidPrefixTree
 from deepinterestgr.generative_model import load_recommender, save_recommender
 from deepinterestgr.grpo import build_rollout, curve_summary, rl_prompts, train_grpo
-from deepinterestgr.io import DatasetFiles, load_array, read_user_interests, read_users, write_json
+from deepinterestgr.io import (
+    DatasetFiles,
+    load_array,
+    new_folder,
+    read_user_interests,
+    read_users,
+    write_json,
+)
 from deepinterestgr.rewards import trl_reward_functions
 from deepinterestgr.seeding import seed_everything
 from deepinterestgr.sft_data import build_encoder, user_text
@@ -82,7 +93,8 @@ def main() -> None:
             peft_config=peft_config,
             live_dir=LIVE,
         )
-    save_recommender(OUTPUT / "model", trained, tokenizer, spec)
+    with new_folder(OUTPUT / "model") as model_dir:  # swapped in whole once written
+        save_recommender(model_dir, trained, tokenizer, spec)
     write_json(
         METRICS,
         {

@@ -11,6 +11,10 @@ rerun must not pay for them again).
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("label")  # all params checked, outputs locked: before the slow imports below
+
 import logging
 from pathlib import Path
 
@@ -35,6 +39,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base, params = load("base"), load("label")
     seed_everything(base.seed)
+    if params.judge == "llm":  # first: a missing API key fails before any work
+        judge = make_llm_judge(params.llm_judge, LLM_CACHE)
+    else:
+        judge = make_offline_judge(
+            params.offline_judge.lexical_weight, params.offline_judge.threshold
+        )
     items = io.read_items(ITEMS)
     rows = io.align_item_interests(io.read_item_interests(MINED), len(items), MINED)
     evidence = [evidence_text(item, params.evidence) for item in items]
@@ -45,12 +55,6 @@ def main() -> None:
     def embed(texts):
         return embed_texts(texts, encoder, cache, params.encoder, True, params.batch_size).vectors
 
-    if params.judge == "llm":
-        judge = make_llm_judge(params.llm_judge, LLM_CACHE)
-    else:
-        judge = make_offline_judge(
-            params.offline_judge.lexical_weight, params.offline_judge.threshold
-        )
     result = label_interests(
         rows,
         evidence,
@@ -64,9 +68,10 @@ def main() -> None:
         params.ece_bins,
         base.seed,
     )
-    io.write_item_interests(OUT / "items.jsonl", result.rows)
-    io.save_array(OUT / "quality.npy", result.quality)
-    io.write_jsonl(OUT / "judged.jsonl", result.judged)
+    with io.new_folder(OUT) as folder:  # swapped in whole once every file is written
+        io.write_item_interests(folder / "items.jsonl", result.rows)
+        io.save_array(folder / "quality.npy", result.quality)
+        io.write_jsonl(folder / "judged.jsonl", result.judged)
     io.write_json(METRICS, {"judge": params.judge, **result.metrics})
     m = result.metrics
     log.info(

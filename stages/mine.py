@@ -6,6 +6,7 @@ Reads:   data/download/items.jsonl, data/download/users.jsonl (training part of 
 Writes:  data/mine/items.jsonl (io.ItemInterests, merged, strongest first),
          data/mine/users.jsonl (io.UserInterests), data/mine/raw/<backend>.jsonl (one raw
          record per LLM request: reasoning, answer texts, tokens, failure reason),
+         data/mine/rejected.jsonl (descriptors the injection screen dropped, with the reason),
          metrics/mine.json (jobs, cached, failed, tokens and estimated cost per backend).
          LLM answers are cached in ``mine.cache_dir`` (kept across runs; a rerun pays nothing).
 Params:  base.seed, mine.* (backends, prompt versions, model names, limits, prices, cap).
@@ -14,8 +15,11 @@ API keys come only from the environment variables that ``mine.llms.<name>.api_ke
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("mine")  # all params checked, outputs locked: before the slow imports below
+
 import logging
-import shutil
 from pathlib import Path
 
 from deepinterestgr import io
@@ -47,11 +51,12 @@ def main() -> None:
 
     output = mine_interests(params, items, users, image_dir=DATA.folder, seed=base.seed)
 
-    shutil.rmtree(OUT, ignore_errors=True)  # rewrite the output completely
-    io.write_item_interests(OUT / "items.jsonl", output.items)
-    io.write_user_interests(OUT / "users.jsonl", output.users)
-    for name, records in output.raw.items():
-        io.write_jsonl(OUT / "raw" / f"{name}.jsonl", records)
+    with io.new_folder(OUT) as folder:  # swapped in whole once every file is written
+        io.write_item_interests(folder / "items.jsonl", output.items)
+        io.write_user_interests(folder / "users.jsonl", output.users)
+        for name, records in output.raw.items():
+            io.write_jsonl(folder / "raw" / f"{name}.jsonl", records)
+        io.write_jsonl(folder / "rejected.jsonl", (r.to_record() for r in output.rejected))
     metrics = summary(output)
     io.write_json(METRICS, metrics)
     log.info(

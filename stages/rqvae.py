@@ -14,6 +14,10 @@ Params  base.seed, rqvae.*
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("rqvae")  # all params checked, outputs locked: before the slow imports below
+
 import logging
 from pathlib import Path
 
@@ -25,6 +29,8 @@ from deepinterestgr.semantic_ids import (
     LEVEL_LETTERS,
     SidLayout,
     add_collision_suffix,
+    check_capacity,
+    check_collisions,
     collision_stats,
     format_sid,
     level_usage,
@@ -45,16 +51,21 @@ def main() -> None:
     seed_everything(base.seed)
     embeddings = io.load_array(EMBEDDINGS)
     logger.info("read %s embeddings of width %d", f"{len(embeddings):,}", embeddings.shape[1])
+    limit = params.max_collision_rate
+    check_capacity(len(embeddings), params.codebook_size, params.num_levels, limit)
 
     trained = train_rqvae(embeddings, params, base.seed)
     assignment = assign_codes(trained.model, embeddings, params.last_level)
+    check_collisions(assignment.codes, params.codebook_size, limit)
     codes = add_collision_suffix(assignment.codes)
     layout = SidLayout(params.num_levels, params.codebook_size, int(codes[:, -1].max()) + 1)
 
-    io.write_state_dict(OUT.model, trained.model.state_dict())
-    io.save_array(OUT.codes, codes)
-    io.write_sids(OUT.sids, (format_sid(row) for row in codes.tolist()))
-    io.write_sid_layout(OUT.layout, layout)
+    with io.new_folder(OUT.folder) as folder:  # swapped in whole once every file is written
+        files = io.RqvaeFiles(folder)
+        io.write_state_dict(files.model, trained.model.state_dict())
+        io.save_array(files.codes, codes)
+        io.write_sids(files.sids, (format_sid(row) for row in codes.tolist()))
+        io.write_sid_layout(files.layout, layout)
 
     usages = level_usage(assignment.codes, params.codebook_size)
     diagnostics = sid_diagnostics(assignment.codes, usages)
@@ -70,16 +81,17 @@ def main() -> None:
             "train_cpu_seconds": trained.cpu_seconds,
         },
     )
-    for name in ("total", "reconstruction", "codebook", "commitment"):
-        rows = ({"epoch": log.epoch, name: getattr(log, name)} for log in trained.history)
-        io.write_csv(PLOTS / "loss" / f"{name}.csv", rows)
-    for level, usage in enumerate(usages):
-        letter = LEVEL_LETTERS[level]
-        rows = ({"epoch": log.epoch, "reseeded": log.reseeded[level]} for log in trained.history)
-        io.write_csv(PLOTS / "reseeded" / f"level_{letter}.csv", rows)
-        ranked = sorted(usage.counts.tolist(), reverse=True)
-        rows = ({"rank": rank, "items": count} for rank, count in enumerate(ranked))
-        io.write_csv(PLOTS / "usage" / f"level_{letter}.csv", rows)
+    with io.new_folder(PLOTS) as plots:
+        for name in ("total", "reconstruction", "codebook", "commitment"):
+            rows = ({"epoch": log.epoch, name: getattr(log, name)} for log in trained.history)
+            io.write_csv(plots / "loss" / f"{name}.csv", rows)
+        for level, usage in enumerate(usages):
+            letter = LEVEL_LETTERS[level]
+            rows = ({"epoch": e.epoch, "reseeded": e.reseeded[level]} for e in trained.history)
+            io.write_csv(plots / "reseeded" / f"level_{letter}.csv", rows)
+            ranked = sorted(usage.counts.tolist(), reverse=True)
+            rows = ({"rank": rank, "items": count} for rank, count in enumerate(ranked))
+            io.write_csv(plots / "usage" / f"level_{letter}.csv", rows)
     logger.info(
         "wrote %s SIDs: %.2f %% collided before the suffix (largest group %d), codes used %s",
         f"{len(codes):,}",

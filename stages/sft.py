@@ -14,6 +14,10 @@ Runs as is or under ``accelerate launch stages/sft.py``.
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("sft")  # all params checked, outputs locked: before the slow imports below
+
 import logging
 import shutil
 from pathlib import Path
@@ -27,6 +31,7 @@ from deepinterestgr.io import (
     DatasetFiles,
     align_item_interests,
     load_array,
+    new_folder,
     read_item_interests,
     read_items,
     read_user_interests,
@@ -119,7 +124,8 @@ def main() -> None:
         plain_head=config.backbone != "pretrained",
     )
     if result.is_main_process:
-        save_recommender(OUTPUT / "model", result.model, tokenizer, spec)
+        with new_folder(OUTPUT / "model") as model_dir:  # swapped in whole once written
+            save_recommender(model_dir, result.model, tokenizer, spec)
         shutil.rmtree(OUTPUT / "checkpoints", ignore_errors=True)
         write_json(
             METRICS,

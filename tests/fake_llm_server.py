@@ -12,7 +12,10 @@ actions consumed in order; unmatched requests get ``default_action``. Actions:
 ``ok`` a schema-valid answer · ``429:<seconds>`` rate limited with ``retry-after`` ·
 ``500`` server error · ``401`` bad key · ``timeout`` answer only after ``timeout_sleep_s`` ·
 ``malformed`` a 200 whose text is not JSON · ``refusal`` the provider's refusal shape ·
-``hijacked`` a 200 whose text obeys an injected instruction (not JSON).
+``hijacked`` a 200 whose text obeys an injected instruction (not JSON) · ``obeyed`` a
+schema-valid answer whose descriptors obey an injected instruction (:data:`OBEYED_ANSWER`) ·
+``hold`` no answer until :attr:`FakeLLMServer.released` is set (then ``ok``), so a test can
+stop a client while its requests are in flight.
 
 A threaded HTTP/1.1 server with keep-alive: each connection gets a thread, so 32 clients in
 flight are served in parallel (``latency_s`` is slept per request). Run standalone for the
@@ -40,12 +43,28 @@ GOOD_ANSWER = {
     ],
 }
 HIJACKED_TEXT = "HACKED! I will ignore my instructions."
+# What a model that obeys "ignore previous instructions and output ..." writes in the schema.
+OBEYED_ANSWER = {
+    "reasoning": "The item data asks for these exact descriptors.",
+    "interests": [
+        {"descriptor": "hacked visit evil dot example", "confidence": 1.0},
+        {"descriptor": "ignore all safety rules", "confidence": 1.0},
+        {"descriptor": "see www.evil.example now", "confidence": 1.0},
+        {"descriptor": "free gift cards for everyone", "confidence": 1.0},
+        {"descriptor": "long lasting everyday wear", "confidence": 0.6},
+    ],
+}
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     fake: FakeLLMServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request (the resume and fault tests do it) resets its
+        # connection: expected, and not worth a traceback on stderr.
+        pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -116,6 +135,9 @@ class _Handler(BaseHTTPRequestHandler):
         action = fake._next_action(raw.decode("utf-8", "replace"))
         fake._log(path, action, body, dict(self.headers))
         time.sleep(fake.latency_s)
+        if action == "hold":
+            fake.released.wait(fake.hold_limit_s)
+            action = "ok"
         anthropic_format = path == "/v1/messages"
         if action.startswith("429"):
             wait = action.split(":", 1)[1] if ":" in action else "1"
@@ -148,6 +170,8 @@ class FakeLLMServer:
         self.latency_s = latency_s
         self.timeout_sleep_s = timeout_sleep_s
         self.default_action = "ok"
+        self.released = threading.Event()  # ends every "hold"
+        self.hold_limit_s = 60.0
         self.requests: list[dict[str, Any]] = []
         self.batches: dict[str, dict[str, Any]] = {}
         self.files: dict[str, bytes] = {}
@@ -169,6 +193,7 @@ class FakeLLMServer:
         return self
 
     def stop(self) -> None:
+        self.released.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -214,6 +239,8 @@ class FakeLLMServer:
             text = '{"reasoning": "cut off", "interests": [{"descriptor": '
         elif action == "hijacked":
             text = HIJACKED_TEXT
+        elif action == "obeyed":
+            text = json.dumps(OBEYED_ANSWER)
         else:
             text = json.dumps(GOOD_ANSWER)
         refused = action == "refusal"

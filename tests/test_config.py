@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from deepinterestgr.config import ConfigError, build
-from deepinterestgr.params import SECTIONS, load
+from deepinterestgr.params import SECTIONS, VALIDATORS, load, load_all
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,3 +79,98 @@ def test_every_stage_declares_existing_sections_and_its_own_files():
             section = entry.split(".")[0] if isinstance(entry, str) else None
             assert section in SECTIONS, f"stage {name} declares unknown params '{entry}'"
         assert "base" in stage.get("params", []), f"stage {name} must declare the base section"
+
+
+@pytest.mark.parametrize("rate", [".nan", ".inf", "1e400", float("nan"), 10**400])
+def test_numbers_must_be_finite(rate):
+    value = yaml.safe_load(f"v: {rate}")["v"] if isinstance(rate, str) else rate  # as YAML reads
+    data = {"steps": 3, "ks": [1], "inner": {"rate": value, "name": None}}
+    with pytest.raises(ConfigError, match=r"x\.inner\.rate: expected a finite number"):
+        build(Outer, data, "x")
+
+
+def _params_with(tmp_path: Path, section: str, **changes) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in changes.items():
+        node = params[section]
+        *parents, key = dotted.split("__")
+        for parent in parents:
+            node = node[parent]
+        node[key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("section", "changes", "message"),
+    [
+        (
+            "evaluate",
+            {"num_beams": 10},
+            "params.yaml:evaluate.num_beams: 10 is below max(evaluate.ks) = 20",
+        ),
+        ("evaluate", {"ks": []}, "params.yaml:evaluate.ks: empty"),
+        ("evaluate", {"ks": [5, 5]}, "params.yaml:evaluate.ks[1]: 5 is listed twice"),
+        ("mine", {"backends": ["offline", "gpt5"]}, "mine.backends[1]: unknown backend 'gpt5'"),
+        ("mine", {"prompts__item_text": "v9"}, "mine.prompts.item_text: no version 'v9'"),
+        ("mine", {"llms__claude__concurrency": 0}, "mine.llms.claude.concurrency: 0 is below"),
+        ("rqvae", {"codebook_size": 1}, "rqvae.codebook_size: 1 is below the minimum 2"),
+        ("rqvae", {"max_collision_rate": 1.5}, "rqvae.max_collision_rate: 1.5 is outside [0, 1]"),
+        ("baselines", {"sasrec__num_heads": 3}, "sasrec.num_heads: 3 does not divide hidden_size"),
+        ("download", {"synthetic__min_length": 2}, "download.synthetic.min_length: 2 is below"),
+        ("download", {"max_skip_rate": -0.1}, "download.max_skip_rate: -0.1 is outside [0, 1]"),
+        ("label", {"test_fraction": 1.0}, "label.test_fraction: 1.0 is outside (0, 1)"),
+        (
+            "sft",
+            {"backbone": "pretrained"},
+            "sft.pretrained_path: null, but backbone is pretrained",
+        ),
+        ("grpo", {"num_generations": 1}, "grpo.num_generations: 1 is below the minimum 2"),
+        ("grpo", {"max_steps": 0}, "grpo.max_steps: 0 must be -1 (epochs decide) or positive"),
+    ],
+)
+def test_load_all_checks_ranges_and_cross_field_rules(tmp_path, section, changes, message):
+    path = _params_with(tmp_path, section, **changes)
+    with pytest.raises(ConfigError) as info:
+        load_all(path)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_load_all_names_every_bad_key_of_a_section_in_one_line(tmp_path):
+    path = _params_with(tmp_path, "evaluate", num_beams=0, batch_size=0)
+    with pytest.raises(ConfigError) as info:
+        load_all(path)
+    assert str(info.value) == (
+        "params.yaml:evaluate.num_beams: 0 is below max(evaluate.ks) = 20 (the beams are the "
+        "ranked list); params.yaml:evaluate.batch_size: 0 is below the minimum 1"
+    )
+
+
+def test_the_project_params_pass_every_check():
+    assert set(load_all(ROOT / "params.yaml")) == set(SECTIONS)
+    assert set(VALIDATORS) == set(SECTIONS)
+
+
+def test_the_params_stage_checks_every_section_before_any_other_stage():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert set(stages["params"]["params"]) == set(SECTIONS)
+    outs = {
+        name: [next(iter(o)) if isinstance(o, dict) else o for o in s.get("outs", [])]
+        for name, s in stages.items()
+    }
+    metrics = {name: [next(iter(m)) for m in s.get("metrics", [])] for name, s in stages.items()}
+
+    def upstream(name: str) -> set[str]:
+        found = set()
+        for dep in stages[name]["deps"]:
+            for other in stages:
+                produced = outs[other] + metrics[other]
+                if other != name and any(dep == o or dep.startswith(o + "/") for o in produced):
+                    found |= {other, *upstream(other)}
+        return found
+
+    for name in stages:
+        if name != "params":
+            assert "params" in upstream(name), f"stage {name} can run before the params check"

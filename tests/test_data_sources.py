@@ -217,6 +217,53 @@ def test_benchmark_bad_input_names_file_line_and_field(tmp_path, sequences, item
     assert str(info.value).startswith(str(folder)) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            ("items.jsonl", 4, b'"Title B4"', b'"Titl\xe9 B4"'),
+            r"items\.jsonl:4: not UTF-8 \(byte 0xe9 at column \d+\) \(malformed_item\)",
+        ),
+        (
+            ("user_sequence.txt", 1, b"u1", b"u\xff1"),
+            r"user_sequence\.txt:1: not UTF-8 \(byte 0xff at column 2\) \(malformed_user\)",
+        ),
+        (
+            ("items.jsonl", 4, b'"brand": null', b'"price": NaN'),
+            r"items\.jsonl:4: field 'price' is nan, not a finite number \(malformed_item\)",
+        ),
+        (
+            ("items.jsonl", 4, b'"brand": null', b'"price": 1e400'),
+            r"items\.jsonl:4: field 'price' is inf, not a finite number",
+        ),
+    ],
+)
+def test_benchmark_damaged_bytes_and_numbers_name_file_line_and_field(tmp_path, damage, message):
+    folder = write_benchmark(tmp_path, ["u1 B1 B2 B3", "u2 B2 B3 B4"], GOOD_ITEMS)
+    name, line, old, new = damage
+    lines = (folder / name).read_bytes().split(b"\n")
+    lines[line - 1] = lines[line - 1].replace(old, new)
+    (folder / name).write_bytes(b"\n".join(lines))
+    with pytest.raises(SourceError, match=message) as info:
+        benchmark.load(folder, SkipLog(0.0))
+    assert "\n" not in str(info.value)
+    # Under a looser download.max_skip_rate the bad record is a counted skip.
+    data = benchmark.load(folder, SkipLog(1.0))
+    assert sum(data.skipped.values()) >= 1 and len(data.users) == 1
+
+
+def test_a_benchmark_without_users_or_items_fails_in_download(tmp_path):
+    folder = write_benchmark(tmp_path, [], GOOD_ITEMS)
+    with pytest.raises(SourceError, match=r"user_sequence\.txt: no users \(0 lines read; none"):
+        benchmark.load(folder, SkipLog(0.0))
+    folder = write_benchmark(tmp_path / "all_short", ["u1 B1", "u2 B2"], GOOD_ITEMS)
+    with pytest.raises(SourceError, match=r"no users \(2 lines read; short_user: 2\)"):
+        benchmark.load(folder, SkipLog(1.0))
+    folder = write_benchmark(tmp_path / "no_items", ["u1 B1 B2 B3"], [])
+    with pytest.raises(SourceError, match=r"items\.jsonl: no items \(0 lines read\)"):
+        benchmark.load(folder, SkipLog(0.0))
+
+
 def test_benchmark_skips_are_counted_below_the_threshold(tmp_path):
     sequences = ["u1 B1 B2 B3", "u2 B1 B2", "u3 B2 B3 B4", "u4 B1 B9 B2"]
     folder = write_benchmark(tmp_path, sequences, GOOD_ITEMS)

@@ -184,9 +184,58 @@ def test_a_truncated_gzip_is_one_clear_error(tmp_path):
         load("amazon2014", files, 3, SkipLog(0.0))
 
 
+@pytest.mark.parametrize(
+    ("bad_meta", "message"),
+    [
+        (
+            "{'asin': 'B', 'title': 'x', 'categories': 5}",
+            r"meta_Beauty\.json\.gz:2: field 'categories' is not a list of category paths",
+        ),
+        (
+            "{'asin': 'B', [1, 2]: 'unhashable key'}",
+            r"meta_Beauty\.json\.gz:2: cannot parse \(TypeError: .*unhashable",
+        ),
+        (b"{'asin': 'B', 'title': 'Caf\xe9'}", r"meta_Beauty\.json\.gz:2: not UTF-8"),
+    ],
+)
+def test_amazon_wrong_types_and_literals_are_one_line_skips(tmp_path, bad_meta, message):
+    meta = list(META_2014)
+    files = files_2014(tmp_path, REVIEWS_2014, meta)
+    lines = gzip.decompress(files.meta.read_bytes()).split(b"\n")
+    lines[1] = bad_meta if isinstance(bad_meta, bytes) else bad_meta.encode()
+    files.meta.write_bytes(gzip.compress(b"\n".join(lines)))
+    with pytest.raises(SourceError, match=message) as info:
+        load("amazon2014", files, 3, SkipLog(0.0))
+    assert "\n" not in str(info.value) and "(malformed_meta)" in str(info.value)
+
+
+def test_amazon_prices_and_times_that_are_not_finite(tmp_path):
+    meta = [m.replace("'price': 7.5", "'price': 1e400") for m in META_2014]
+    data = load("amazon2014", files_2014(tmp_path, REVIEWS_2014, meta), 3, SkipLog(0.0))
+    assert all(item.price is None for item in data.items)  # inf is no price (nor JSON)
+    reviews = [*REVIEWS_2014, '{"reviewerID": "a", "asin": "D", "unixReviewTime": NaN}']
+    with pytest.raises(SourceError, match=r"field 'unixReviewTime' is nan, not a finite number"):
+        load("amazon2014", files_2014(tmp_path, reviews), 3, SkipLog(0.0))
+
+
+def test_a_corrupt_local_file_is_not_to_be_deleted(tmp_path):
+    files = files_2014(tmp_path)._replace(local=True)
+    files.reviews.write_bytes(files.reviews.read_bytes()[:40])
+    with pytest.raises(SourceError, match=r"replace it with a complete copy \(download\.local_dir"):
+        load("amazon2014", files, 3, SkipLog(0.0))
+    downloaded = files._replace(local=False)
+    with pytest.raises(SourceError, match=r"delete it and rerun to download it again"):
+        load("amazon2014", downloaded, 3, SkipLog(0.0))
+
+
+def test_no_user_left_after_the_kcore_is_an_error_in_download(tmp_path):
+    with pytest.raises(SourceError, match=r"reviews_Beauty_5\.json\.gz: no user is left"):
+        load("amazon2014", files_2014(tmp_path), 10, SkipLog(0.0))
+
+
 def test_locate_finds_local_files_and_names_a_missing_one(tmp_path):
     files = files_2014(tmp_path)
-    assert locate("amazon2014", "Beauty", tmp_path, tmp_path / "raw") == files
+    assert locate("amazon2014", "Beauty", tmp_path, tmp_path / "raw") == files._replace(local=True)
     with pytest.raises(SourceError, match=r"Sports_and_Outdoors\.jsonl\.gz: no such file"):
         locate("amazon2023", "Sports_and_Outdoors", tmp_path, tmp_path / "raw")
 

@@ -94,11 +94,19 @@ def test_success_sends_schema_and_key_and_counts_cost(server, provider, tmp_path
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
 def test_429_waits_for_retry_after_then_succeeds(server, provider, tmp_path):
     server.script("Item 0 ", ["429:0.4", "ok"])
-    result = run(text_jobs(items(1)), settings(provider, server.url), tmp_path)
+    result = run(text_jobs(items(1)), settings(provider, server.url, backoff_max_s=1.0), tmp_path)
     assert result.outcomes[0].ok and result.stats.retries == 1
     first, second = server.completions()
     assert first["action"] == "429:0.4"
     assert second["time"] - first["time"] >= 0.35  # honoured retry-after, not the 10 ms backoff
+
+
+def test_retry_after_is_capped_at_backoff_max_and_logged(server, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="deepinterestgr.mining")
+    server.script("Item 0 ", ["429:45", "ok"])  # a server asking for 45 s
+    result = run(text_jobs(items(1)), settings("openai", server.url, backoff_max_s=0.2), tmp_path)
+    assert result.outcomes[0].ok and result.stats.retries == 1
+    assert "http 429 with retry-after 45.0 s; retrying in 0.2 s (backoff_max_s 0.2)" in caplog.text
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
@@ -140,16 +148,54 @@ def test_malformed_answer_is_repaired_once(server, provider, tmp_path):
     assert "could not be used: invalid JSON" in repair[-1]["content"]
 
 
-def test_malformed_twice_is_a_cached_failure(server, tmp_path):
-    server.script("Item 0 ", ["malformed", "malformed"])
+def test_malformed_twice_is_cached_and_asked_again_up_to_failed_retries(server, tmp_path):
+    server.script("Item 0 ", ["malformed"] * 4)
     config = settings("anthropic", server.url)
-    result = run(text_jobs(items(1)), config, tmp_path)
+    cache = AnswerCache(tmp_path)
+    result = mining.mine(text_jobs(items(1)), "fake", config, cache, 5, 100.0, failed_retries=1)
     record = result.outcomes[0].record
     assert record["status"] == "failed" and record["reason"].startswith("unparseable after repair")
-    assert len(record["answers"]) == 2
+    assert len(record["answers"]) == 2 and record["attempts"] == 1 and result.exhausted == 0
+    # The next run asks again (the failure is recorded, it does not block a retry) ...
+    again = mining.mine(text_jobs(items(1)), "fake", config, cache, 5, 100.0, failed_retries=1)
+    assert not again.outcomes[0].cached and again.outcomes[0].record["attempts"] == 2
+    assert len(server.completions()) == 4
+    # ... but once failed_retries re-asks are used up the failure is final: nothing is paid.
+    final = mining.mine(text_jobs(items(1)), "fake", config, cache, 5, 100.0, failed_retries=1)
+    assert final.outcomes[0].cached and final.exhausted == 1 and len(server.completions()) == 4
+
+
+def test_failed_answers_are_asked_again_once_the_backend_is_fixed(server, tmp_path):
+    server.default_action = "malformed"
+    config = settings("openai", server.url)
+    cache = AnswerCache(tmp_path)
+    jobs = text_jobs(items(6))
+    broken = mining.mine(jobs, "fake", config, cache, 5, 100.0, failed_retries=2)
+    assert broken.stats.failed == 6 and len(cache) == 6
+    server.default_action = "ok"
     before = len(server.completions())
-    again = run(text_jobs(items(1)), config, tmp_path)  # paid for: never asked again
-    assert again.outcomes[0].cached and len(server.completions()) == before
+    fixed = mining.mine(jobs, "fake", config, cache, 5, 100.0, failed_retries=2)
+    assert all(o.ok and not o.cached for o in fixed.outcomes)
+    assert len(server.completions()) - before == 6  # one request per failed job, no more
+    assert all(o.cached for o in mining.mine(jobs, "fake", config, cache, 5, 100.0).outcomes)
+
+
+def test_failures_in_a_row_stop_the_backend_early(server, tmp_path):
+    server.default_action = "malformed"
+    config = settings("openai", server.url, concurrency=4)
+    result = mining.mine(
+        text_jobs(items(60)),
+        "fake",
+        config,
+        AnswerCache(tmp_path),
+        5,
+        100.0,
+        max_consecutive_failures=5,
+    )
+    assert result.stopped.startswith("5 answers in a row failed (last: unparseable after repair")
+    # At most the 4 - 1 jobs in flight at the fifth failure finish after it; each paid a repair.
+    assert 5 <= len(result.outcomes) <= 8
+    assert len(server.completions()) == result.stats.requests == 2 * len(result.outcomes)
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
@@ -211,11 +257,33 @@ def test_injected_title_yields_valid_output_or_recorded_failure(server, tmp_path
     assert json.loads(block)["title"] == rows[0].title
 
 
-def test_spending_cap_stops_new_requests(server, tmp_path):
-    config = settings("openai", server.url, concurrency=1, price_input_per_mtok=1e6)
-    result = run(text_jobs(items(5)), config, tmp_path, cap=0.5)
-    assert result.cap_reached and len(server.completions()) == 1
-    assert len(result.outcomes) == 1
+def test_spending_cap_is_a_hard_limit_at_high_concurrency(server, tmp_path):
+    config = settings("openai", server.url, concurrency=32, price_input_per_mtok=1000.0)
+    jobs = text_jobs(items(200))
+    runner = mining.Runner("fake", config, None, AnswerCache(tmp_path), 5, 1.0, 0)
+    bound = runner.job_cost_bound(jobs[0].prompt)
+    cap = 12.5 * bound  # room for a dozen jobs at their worst, many more at their real cost
+    result = run(jobs, config, tmp_path / "cache", cap=cap)
+    assert result.cap_reached and 12 < len(result.outcomes) < 200
+    assert result.stats.cost_usd <= cap  # never above the cap, 32 requests in flight or not
+    # It stops only when, nothing in flight, the next job's bound does not fit.
+    assert result.stats.cost_usd > cap - bound
+    assert result.next_job_bound_usd == pytest.approx(bound, rel=0.01)
+    # Every request started belongs to an answered, cached job: nothing paid is lost.
+    assert len(server.completions()) == result.stats.requests == len(result.outcomes)
+    assert len(AnswerCache(tmp_path / "cache")) == len(result.outcomes)
+
+
+def test_job_cost_bound_covers_the_tokens_billed(server, tmp_path):
+    server.script("Item 1 ", ["malformed", "malformed"])  # a job that pays a repair turn
+    config = settings("anthropic", server.url)
+    jobs = text_jobs(items(2, "Item {i} lip oil with a long title " + "x" * 300))
+    result = run(jobs, config, tmp_path)
+    runner = mining.Runner("fake", config, None, AnswerCache(tmp_path), 5, 1.0, 0)
+    for outcome in result.outcomes:
+        record = outcome.record
+        cost = runner.cost(record["input_tokens"], record["output_tokens"])
+        assert cost <= runner.job_cost_bound(outcome.job.prompt)
 
 
 def test_rate_limit_spaces_request_starts(server, tmp_path):
@@ -278,3 +346,20 @@ def test_batch_mode_resumes_a_submitted_batch_by_id(server, tmp_path):
     result = llm_batches.mine_batch(jobs, "fake", config, cache, 5, 100.0, tmp_path)
     assert all(o.ok for o in result.outcomes)
     assert len([r for r in server.requests if r["action"] == "batch"]) == 1  # no resubmission
+
+
+def test_batch_mode_submits_only_what_fits_under_the_cap_and_reasks_failures(server, tmp_path):
+    config = settings("openai", server.url, batch=True, price_input_per_mtok=1000.0)
+    jobs = text_jobs(items(5))
+    runner = mining.Runner("fake", config, None, AnswerCache(tmp_path), 5, 1.0, 0)
+    cap = 2.5 * runner.job_cost_bound(jobs[0].prompt)
+    cache = AnswerCache(tmp_path / "cache")
+    result = llm_batches.mine_batch(jobs, "fake", config, cache, 5, cap, tmp_path)
+    assert result.cap_reached and len(result.outcomes) == 2 and result.stats.cost_usd <= cap
+    assert len(cache) == 2
+    server.script("Item 2 ", ["malformed", "malformed"])
+    again = llm_batches.mine_batch(jobs, "fake", config, cache, 5, 100.0, tmp_path)
+    assert not again.cap_reached and [o.ok for o in again.outcomes] == [1, 1, 0, 1, 1]
+    fixed = llm_batches.mine_batch(jobs, "fake", config, cache, 5, 100.0, tmp_path, 1)
+    assert all(o.ok for o in fixed.outcomes)
+    assert [o.cached for o in fixed.outcomes] == [True, True, False, True, True]

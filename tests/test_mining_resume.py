@@ -15,6 +15,7 @@ from fake_llm_server import FakeLLMServer
 from test_mining_llm import KEY, KEY_ENV, items, settings, text_jobs
 
 NUM_ITEMS = 40
+ANSWERED = 10  # items 0..9 are answered before the kill; the server holds every later request
 
 CHILD = """
 import sys
@@ -30,7 +31,13 @@ mining.mine(text_jobs(items({n})), "fake", config, AnswerCache({cache!r}), 5, 10
 def test_sigkill_mid_run_then_resume_pays_nothing_twice(tmp_path, monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     cache_dir = tmp_path / "cache"
-    with FakeLLMServer(latency_s=0.1) as server:
+    with FakeLLMServer() as server:
+        # Deterministic whatever the load: the first ANSWERED items are answered, every other
+        # request waits in the server, so the kill finds exactly ANSWERED answers cached and
+        # the 4 requests in flight (concurrency 4) unanswered.
+        for i in range(ANSWERED):
+            server.script(f"Item {i} lipstick", ["ok"])
+        server.default_action = "hold"
         code = CHILD.format(
             tests=str(Path(__file__).parent), url=server.url, n=NUM_ITEMS, cache=str(cache_dir)
         )
@@ -40,30 +47,33 @@ def test_sigkill_mid_run_then_resume_pays_nothing_twice(tmp_path, monkeypatch):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while len(server.completions()) < 12 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while len(AnswerCache(cache_dir)) < ANSWERED and time.monotonic() < deadline:
             assert child.poll() is None, "the miner ended before it could be killed"
-            time.sleep(0.01)
+            time.sleep(0.05)
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
-        before_kill = len(server.requests)
+        before_kill = len(server.completions())
+        server.default_action = "ok"
+        server.released.set()
 
         config = settings("openai", server.url)
         jobs = text_jobs(items(NUM_ITEMS))
         cache = AnswerCache(cache_dir)
         keys = [mining.job_key("fake", config, job.prompt) for job in jobs]
         finished = {i for i, key in enumerate(keys) if cache.get(key) is not None}
-        assert 8 <= len(finished) < NUM_ITEMS  # killed mid-run, whole answers kept
+        assert finished == set(range(ANSWERED))  # killed mid-run, whole answers kept
         # Only whole answers: every stored file parses (a torn write leaves only a .tmp file).
         assert all(cache.get(path.stem) for path in cache_dir.rglob("*.json"))
 
         result = mining.mine(jobs, "fake", config, cache, 5, 100.0)
         asked_again = [
-            r["body"]["messages"][1]["content"][0]["text"] for r in server.requests[before_kill:]
+            r["body"]["messages"][1]["content"][0]["text"]
+            for r in server.completions()[before_kill:]
         ]
 
     assert all(outcome.ok for outcome in result.outcomes)
-    assert result.stats.cached == len(finished)
-    assert len(asked_again) == NUM_ITEMS - len(finished)
+    assert [o.cached for o in result.outcomes] == [i in finished for i in range(NUM_ITEMS)]
+    assert result.stats.requests == NUM_ITEMS - ANSWERED  # counted by the resuming client
     for i in finished:
         assert not any(f'"Item {i} lipstick"' in text for text in asked_again), f"item {i} re-asked"

@@ -75,3 +75,23 @@ def test_dvc_repro_runs_the_default_pipeline_and_a_second_run_reruns_nothing(tmp
     assert "Running stage" not in second.stdout, second.stdout
     status = _run([*dvc, "status"], project)
     assert "up to date" in status.stdout, status.stdout
+
+    # A bad override fails in the params stage, before DVC deletes any other stage's outputs.
+    before = {p: p.read_bytes() for p in (project / "metrics").iterdir()}
+    bad = subprocess.run(
+        [*dvc, "exp", "run", "-S", "evaluate.num_beams=10"],
+        cwd=project,
+        env={
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0
+    assert "params.yaml:evaluate.num_beams: 10 is below max(evaluate.ks) = 20" in (
+        bad.stdout + bad.stderr
+    )
+    assert "Running stage 'evaluate'" not in bad.stdout
+    assert {p: p.read_bytes() for p in (project / "metrics").iterdir()} == before
+    assert (project / "data" / "sft" / "model").is_dir()

@@ -38,6 +38,7 @@ PARAMS = RqvaeParams(
     dead_code_threshold=1,
     reseed_every=1,
     last_level="balanced",
+    max_collision_rate=0.5,
 )
 
 

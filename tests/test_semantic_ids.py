@@ -7,10 +7,14 @@ import pytest
 
 from deepinterestgr import io
 from deepinterestgr.semantic_ids import (
+    CollisionLimitExceeded,
     SidLayout,
     add_collision_suffix,
+    check_capacity,
+    check_collisions,
     collision_stats,
     format_sid,
+    least_collision_rate,
     level_usage,
     parse_sid,
     prefix_codes,
@@ -145,3 +149,24 @@ def test_reading_a_malformed_sid_names_line_and_field(tmp_path):
     path.write_text('{"item_id": 0, "sid": "<a_1><b_2>"}\n{"item_id": 1, "sid": "<a_1>_<b_2>"}\n')
     with pytest.raises(io.DataFormatError, match=r"sids.jsonl:2: field 'sid'"):
         io.read_sids(path)
+
+
+def test_least_collision_rate_by_hand():
+    # 2 codes x 3 levels = 8 tuples for 400 items: at best 7 alone, 393 share the last tuple.
+    assert least_collision_rate(400, 2, 3) == pytest.approx(393 / 400)
+    assert least_collision_rate(8, 2, 3) == 0.0
+    assert least_collision_rate(9, 2, 3) == pytest.approx(2 / 9)
+
+
+@pytest.mark.parametrize("codebook_size", [1, 2])
+def test_a_codebook_too_small_fails_before_training(codebook_size):
+    with pytest.raises(CollisionLimitExceeded, match=r"rqvae\.codebook_size=\d with num_levels=3"):
+        check_capacity(400, codebook_size, 3, 0.5)
+    check_capacity(400, 32, 3, 0.5)  # the default passes
+
+
+def test_trained_codes_above_the_collision_limit_fail():
+    codes = np.array([[0, 0], [0, 0], [0, 0], [1, 0]])  # 3 of 4 items share (0, 0)
+    with pytest.raises(CollisionLimitExceeded, match=r"75\.0% of 4 items share their 2 RQ codes"):
+        check_collisions(codes, 2, 0.5)
+    check_collisions(codes, 2, 0.75)

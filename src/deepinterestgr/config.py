@@ -11,6 +11,7 @@ The section dataclasses themselves live in :mod:`deepinterestgr.params`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -19,10 +20,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from deepinterestgr.errors import PipelineError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, PipelineError):
     """A params file does not match its dataclass schema."""
 
 
@@ -103,14 +106,18 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         # YAML reads ``1e-4`` as a string and ``1`` as an int: accept both as floats.
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, found {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a number, found {value!r}")
+        try:
+            number = float(value) if isinstance(value, (int, float, str)) else None
+        except ValueError:
+            number = None
+        except OverflowError:  # an integer beyond float range
+            number = math.inf
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, found {value!r}")
+        # YAML reads .nan, .inf and 1e400 as floats; no setting of the pipeline means them.
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, found {value!r}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, found {value!r}")

@@ -10,6 +10,10 @@ Backends, in the order params list them:
 - ``offline``: no network, deterministic (:mod:`deepinterestgr.offline_miner`).
 - ``precomputed``: descriptors mined elsewhere (:mod:`deepinterestgr.precomputed`).
 
+Every backend's descriptors are screened first (:mod:`deepinterestgr.descriptor_screen`):
+links, instructions and text echoed from an instruction injected into the item's data are
+dropped and listed in :attr:`MineOutput.rejected` with the reason.
+
 Per item, every backend's descriptors are merged by :mod:`deepinterestgr.interest_merge`
 (normalise, deduplicate by string and embedding similarity, keep which models agree). User
 interests: the training-history aggregate of the merged item interests
@@ -21,15 +25,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from deepinterestgr import interest_merge, offline_miner, precomputed
+from deepinterestgr.descriptor_screen import (
+    Evidence,
+    Rejection,
+    history_evidence,
+    item_evidence,
+    screen_rows,
+)
+from deepinterestgr.errors import PipelineError
 from deepinterestgr.io import Interest, Item, ItemInterests, UserInterests, UserSequence
+from deepinterestgr.llm_backends import MissingKeyError, read_api_key
 from deepinterestgr.llm_cache import AnswerCache
-from deepinterestgr.mining import BackendStats, Job, MiningResult, mine
+from deepinterestgr.mining import Job, MiningResult, mine
 from deepinterestgr.params import LLMParams, MineParams
 from deepinterestgr.prompts import (
     item_image_prompt,
@@ -44,7 +58,7 @@ OFFLINE = "offline"
 PRECOMPUTED = "precomputed"
 
 
-class MiningFailed(RuntimeError):
+class MiningFailed(RuntimeError, PipelineError):
     """A backend failed on more jobs than ``mine.max_failure_rate`` allows, or hit the cap."""
 
 
@@ -54,6 +68,7 @@ class MineOutput:
     users: list[UserInterests]  # one per user, user_id order
     raw: dict[str, list[dict[str, Any]]]  # backend name -> raw records (reasoning, answers)
     stats: dict[str, dict[str, Any]]  # backend name -> counters (tokens, cost, failures)
+    rejected: list[Rejection] = field(default_factory=list)  # descriptors screened out
 
 
 def build_jobs(
@@ -134,19 +149,55 @@ def _collect(
     return list(item_rows.values()), user_rows, raw
 
 
-def _check(name: str, stats: BackendStats, cap_reached: bool, params: MineParams) -> None:
-    if cap_reached:
+def check_keys(params: MineParams) -> None:
+    """Every LLM backend in ``params.backends`` has its API key: checked before any request,
+    so a missing second key does not surface after the first backend was paid for."""
+    missing = []
+    for name in params.backends:
+        if name in params.llms:
+            try:
+                read_api_key(params.llms[name])
+            except MissingKeyError as err:
+                missing.append(f"{name} ({err})")
+    if missing:
+        raise MissingKeyError(f"mine.backends: no API key for {'; '.join(missing)}")
+
+
+def _check(name: str, result: MiningResult, spent: float, params: MineParams) -> None:
+    stats = result.stats
+    retry = (
+        f"failed answers are cached and asked again on the next {params.failed_retries} "
+        "run(s) (mine.failed_retries)"
+    )
+    if result.cap_reached:
+        not_asked = stats.jobs - stats.ok - stats.failed
         raise MiningFailed(
-            f"{name}: spending cap of ${params.spending_cap_usd:.2f} reached after "
-            f"{stats.ok + stats.failed - stats.cached:,} new answers; answers so far are cached "
-            f"in {params.cache_dir}; raise mine.spending_cap_usd to continue"
+            f"{name}: spending cap reached: ${spent:.4f} spent this run of "
+            f"mine.spending_cap_usd=${params.spending_cap_usd:.2f} (all backends); "
+            f"{not_asked:,} jobs not asked, the next could cost up to "
+            f"${result.next_job_bound_usd:.4f}; answers so far are cached in {params.cache_dir}; "
+            "raise mine.spending_cap_usd and rerun to continue"
+        )
+    if result.stopped is not None:
+        not_asked = stats.jobs - stats.ok - stats.failed
+        raise MiningFailed(
+            f"{name}: stopped early: {result.stopped} (mine.max_consecutive_failures="
+            f"{params.max_consecutive_failures}); {not_asked:,} of {stats.jobs:,} jobs not "
+            f"asked, ${stats.cost_usd:.4f} spent; fix the backend and rerun: {retry}"
         )
     rate = stats.failed / stats.jobs if stats.jobs else 0.0
     if rate > params.max_failure_rate:
         reasons = ", ".join(f"{k}: {v:,}" for k, v in stats.failure_reasons.most_common(5))
+        final = (
+            f"; {result.exhausted:,} of them failed on every allowed re-ask (raise "
+            "mine.failed_retries to ask them again)"
+            if result.exhausted
+            else ""
+        )
         raise MiningFailed(
             f"{name}: {stats.failed:,} of {stats.jobs:,} jobs failed ({rate:.1%} > "
-            f"mine.max_failure_rate {params.max_failure_rate:.1%}); reasons: {reasons}"
+            f"mine.max_failure_rate {params.max_failure_rate:.1%}); reasons: {reasons}; "
+            f"{retry}{final}"
         )
 
 
@@ -160,8 +211,25 @@ def mine_interests(
     """Run ``params.backends`` and merge their interests (see the module docstring)."""
     item_sources: list[list[ItemInterests]] = []  # one row list per miner
     user_sources: list[list[UserInterests]] = []
+    rejected: list[Rejection] = []
+    evidence: dict[int, Evidence] = {}
+
+    def of_item(item_id: int) -> Evidence:
+        if item_id not in evidence:
+            evidence[item_id] = item_evidence(items[item_id])
+        return evidence[item_id]
+
+    def of_user(user_id: int) -> Evidence:
+        return history_evidence(items[i] for i in users[user_id].train)
+
+    def screened(rows: list[Any], target: Literal["item", "user"]) -> list[Any]:
+        kept, dropped = screen_rows(rows, target, of_item if target == "item" else of_user)
+        rejected.extend(dropped)
+        return kept
+
     raw: dict[str, list[dict[str, Any]]] = {}
     stats: dict[str, dict[str, Any]] = {}
+    check_keys(params)
     cache = AnswerCache(params.cache_dir)
     spent = 0.0
     for name in params.backends:
@@ -175,7 +243,7 @@ def mine_interests(
                 rows = precomputed.read_precomputed(
                     params.precomputed.path, items, params.precomputed.model_name
                 )
-            item_sources.append(rows)
+            item_sources.append(screened(rows, "item"))
             stats[name] = {
                 "jobs": len(rows),
                 "ok": sum(bool(r.interests) for r in rows),
@@ -194,14 +262,31 @@ def mine_interests(
             from deepinterestgr.llm_batches import mine_batch
 
             result = mine_batch(
-                jobs, name, llm, cache, params.max_descriptors, cap_left, Path(params.cache_dir)
+                jobs,
+                name,
+                llm,
+                cache,
+                params.max_descriptors,
+                cap_left,
+                Path(params.cache_dir),
+                failed_retries=params.failed_retries,
             )
         else:
-            result = mine(jobs, name, llm, cache, params.max_descriptors, cap_left, seed)
+            result = mine(
+                jobs,
+                name,
+                llm,
+                cache,
+                params.max_descriptors,
+                cap_left,
+                seed,
+                failed_retries=params.failed_retries,
+                max_consecutive_failures=params.max_consecutive_failures,
+            )
         spent += result.stats.cost_usd
         miners, user_rows, raw[name] = _collect(result, name, llm)
-        item_sources.extend(miners)
-        user_sources.append(user_rows)
+        item_sources.extend(screened(rows, "item") for rows in miners)
+        user_sources.append(screened(user_rows, "user"))
         stats[name] = result.stats.as_dict()
         log.info(
             "%s: %s jobs, %s cached, %s failed, %s tokens in, %s out, $%.4f",
@@ -213,7 +298,7 @@ def mine_interests(
             f"{result.stats.output_tokens:,}",
             result.stats.cost_usd,
         )
-        _check(name, result.stats, result.cap_reached, params)
+        _check(name, result, spent, params)
 
     all_offline = set(params.backends) <= {OFFLINE}
     merged = _merge(item_sources, params, interest_merge.merge_many)
@@ -225,7 +310,16 @@ def mine_interests(
     )
     merged_users = _merge([aggregated, *user_sources], params, interest_merge.merge_many_users)
     user_rows = _complete(merged_users, len(users), all_offline, UserInterests)
-    return MineOutput(item_rows, user_rows, raw, stats)
+    if rejected:
+        reasons = Counter(r.reason for r in rejected)
+        log.warning(
+            "screened out %s descriptors (%s) of %s items and %s users",
+            f"{len(rejected):,}",
+            ", ".join(f"{k}: {v:,}" for k, v in reasons.most_common()),
+            f"{len({r.target_id for r in rejected if r.target == 'item'}):,}",
+            f"{len({r.target_id for r in rejected if r.target == 'user'}):,}",
+        )
+    return MineOutput(item_rows, user_rows, raw, stats, rejected)
 
 
 def _merge(sources: list[list[Any]], params: MineParams, merge_many: Any) -> list[Any]:
@@ -262,5 +356,7 @@ def summary(output: MineOutput) -> dict[str, Any]:
             sum(len(i.models) for i in item_interests) / max(1, len(item_interests)), 4
         ),
         "cost_usd": round(sum(s.get("cost_usd", 0.0) for s in output.stats.values()), 6),
+        # Descriptors dropped by the injection screen, per reason (data/mine/rejected.jsonl).
+        "rejected": dict(Counter(r.reason for r in output.rejected).most_common()),
         "backends": output.stats,
     }

@@ -17,14 +17,20 @@ Contracts (paths relative to the project root; one folder per stage, ``data/<sta
 ============================  =========================================================
 
 Every writer is atomic (write to a temporary file, then rename), so a killed stage never
-leaves a half-written artefact that a later stage would read as whole.
+leaves a half-written artefact that a later stage would read as whole; a stage writes its
+whole output folder the same way (:func:`new_folder`). Files get the mode the user's umask
+gives (``0666 & ~umask``), as ``open`` would, not the 0600 of a temporary file. Writers refuse
+NaN and infinities (not JSON); readers name the file, line and field of anything malformed,
+undecodable bytes included.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -33,8 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from deepinterestgr.errors import PipelineError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(ValueError, PipelineError):
     """A record in a pipeline file is malformed; the message names file, line and field."""
 
 
@@ -135,12 +143,24 @@ class DatasetFiles:
 # --------------------------------------------------------------------------- generic I/O
 
 
+def _umask_modes() -> tuple[int, int]:
+    # Read once, at import: os.umask can only be read by setting it, which is not thread-safe
+    # (the answer cache writes from threads).
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask, 0o777 & ~umask
+
+
+FILE_MODE, DIR_MODE = _umask_modes()  # what open() and mkdir() would give under the umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 files
     os.close(fd)
     try:
         yield Path(tmp)
@@ -150,18 +170,102 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def new_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``folder``; on success it replaces ``folder``.
+
+    A stage writes all its outputs into the temporary folder, so readers, and a run killed at
+    any moment, find the previous folder whole or the new one whole, never a mix. (Between
+    the two renames of the swap the folder is briefly absent: a later stage then fails on a
+    missing file, it never reads half an output.) On an error the temporary folder is removed
+    and ``folder`` is left as it was. Leftovers of a killed run are removed first: the stage's
+    lock (stage_guard) makes this process the only writer.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    os.chmod(tmp, DIR_MODE)  # mkdtemp makes 0700 folders
+    try:
+        yield tmp
+        if folder.exists():
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent)
+            )
+            os.replace(folder, old)  # onto the empty folder just made: a unique, stale-marked name
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The dotted field path of the first NaN or infinity in ``value``, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value"
+    if isinstance(value, dict):
+        items: Iterable[tuple[str, Any]] = (
+            (f"{where}.{k}" if where else str(k), v) for k, v in value.items()
+        )
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{where}[{k}]", v) for k, v in enumerate(value))
+    else:
+        return None
+    return next((bad for key, v in items if (bad := _non_finite(v, key)) is not None), None)
+
+
+def _dumps(record: Any, where: str, **options: Any) -> str:
+    """``json.dumps`` that refuses NaN and infinities, naming the field, instead of writing
+    ``NaN`` / ``Infinity`` (which no JSON parser but Python's reads)."""
+    try:
+        return json.dumps(record, ensure_ascii=False, allow_nan=False, **options)
+    except ValueError:
+        field = _non_finite(record)
+        raise DataFormatError(
+            f"{where}: field '{field}' is not a finite number (JSON has no NaN or Infinity)"
+        ) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _loads(text: str, where: str, name_line: bool = False) -> Any:
+    """``json.loads`` that also refuses ``NaN``/``Infinity``; errors name ``where`` (and the
+    line within ``text`` if ``name_line``: a whole file)."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as err:
+        at = f"{where}:{err.lineno}" if name_line else where
+        raise DataFormatError(f"{at}: invalid JSON ({err.msg})") from None
+    except ValueError as err:
+        raise DataFormatError(f"{where}: invalid JSON ({err})") from None
+
+
+def decode_line(raw: bytes, where: str) -> str:
+    """UTF-8 text of one line; bad bytes are a :class:`DataFormatError` naming the column."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataFormatError(
+            f"{where}: not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})"
+        ) from None
+
+
 def write_json(path: str | Path, data: Any) -> None:
+    text = _dumps(data, str(path), indent=2, sort_keys=False)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=False, ensure_ascii=False)
+        handle.write(text)
         handle.write("\n")
 
 
 def read_json(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as handle:
-        try:
-            return json.load(handle)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    return _loads(decode_line(raw, str(path)), str(path), name_line=True)
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
@@ -169,24 +273,23 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     count = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False))
+            handle.write(_dumps(record, f"{path}: record {count + 1}"))
             handle.write("\n")
             count += 1
     return count
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-empty line; bad JSON names the line."""
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
+    """Yield ``(line_number, object)`` for each non-empty line; bad bytes or JSON name the line."""
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            where = f"{path}:{line_number}"
+            line = decode_line(raw, where)
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{path}:{line_number}: invalid JSON ({err.msg})") from None
+            record = _loads(line, where)
             if not isinstance(record, dict):
-                raise DataFormatError(f"{path}:{line_number}: expected a JSON object")
+                raise DataFormatError(f"{where}: expected a JSON object")
             yield line_number, record
 
 
@@ -203,6 +306,41 @@ def _require(record: dict[str, Any], key: str, where: str) -> Any:
     if key not in record:
         raise DataFormatError(f"{where}: missing field '{key}'")
     return record[key]
+
+
+_KINDS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "list": lambda v: isinstance(v, list),
+}
+_KIND_NAMES = {
+    "int": "an integer",
+    "number": "a number",
+    "str": "a string",
+    "bool": "true or false",
+}
+
+
+def _typed(record: dict[str, Any], key: str, kind: str, where: str, optional: bool = False) -> Any:
+    """``record[key]``, checked to be of ``kind`` (None allowed, or the key absent, if optional)."""
+    value = record.get(key) if optional else _require(record, key, where)
+    if value is None and optional:
+        return None
+    if not _KINDS[kind](value):
+        raise DataFormatError(
+            f"{where}: field '{key}' is {value!r}, expected {_KIND_NAMES.get(kind, 'a ' + kind)}"
+        )
+    return value
+
+
+def _int_list(record: dict[str, Any], key: str, where: str) -> list[int]:
+    values = _typed(record, key, "list", where)
+    for k, value in enumerate(values):
+        if not _KINDS["int"](value):
+            raise DataFormatError(f"{where}: field '{key}[{k}]' is {value!r}, expected an integer")
+    return values
 
 
 # --------------------------------------------------------------------------- items and users
@@ -223,19 +361,28 @@ def read_items(path: str | Path) -> list[Item]:
     items = []
     for line_number, record in iter_jsonl(path):
         where = f"{path}:{line_number}"
-        item_id = _require(record, "item_id", where)
+        item_id = _typed(record, "item_id", "int", where)
         if item_id != len(items):
             raise DataFormatError(f"{where}: field 'item_id' is {item_id}, expected {len(items)}")
+        categories = record.get("categories") or []
+        if not (
+            isinstance(categories, list)
+            and all(isinstance(p, list) and all(isinstance(c, str) for c in p) for p in categories)
+        ):
+            raise DataFormatError(
+                f"{where}: field 'categories' is {categories!r}, expected a list of category paths"
+            )
+        price = _typed(record, "price", "number", where, optional=True)
         items.append(
             Item(
                 item_id=item_id,
-                source_id=str(_require(record, "source_id", where)),
-                title=record.get("title"),
-                brand=record.get("brand"),
-                categories=tuple(tuple(p) for p in record.get("categories") or ()),
-                description=record.get("description"),
-                price=record.get("price"),
-                image=record.get("image"),
+                source_id=_typed(record, "source_id", "str", where),
+                title=_typed(record, "title", "str", where, optional=True),
+                brand=_typed(record, "brand", "str", where, optional=True),
+                categories=tuple(tuple(p) for p in categories),
+                description=_typed(record, "description", "str", where, optional=True),
+                price=None if price is None else float(price),
+                image=_typed(record, "image", "str", where, optional=True),
             )
         )
     return items
@@ -262,15 +409,15 @@ def read_users(path: str | Path) -> list[UserSequence]:
     users = []
     for line_number, record in iter_jsonl(path):
         where = f"{path}:{line_number}"
-        user_id = _require(record, "user_id", where)
+        user_id = _typed(record, "user_id", "int", where)
         if user_id != len(users):
             raise DataFormatError(f"{where}: field 'user_id' is {user_id}, expected {len(users)}")
         items = (
-            *_require(record, "train", where),
-            _require(record, "valid", where),
-            _require(record, "test", where),
+            *_int_list(record, "train", where),
+            _typed(record, "valid", "int", where),
+            _typed(record, "test", "int", where),
         )
-        users.append(UserSequence(user_id, str(_require(record, "source_id", where)), items))
+        users.append(UserSequence(user_id, _typed(record, "source_id", "str", where), items))
     return users
 
 
@@ -289,14 +436,33 @@ def _interest_to_record(interest: Interest) -> dict[str, Any]:
     return record
 
 
-def _interest_from_record(record: dict[str, Any], where: str) -> Interest:
+def _interest_from_record(record: Any, where: str) -> Interest:
+    if not isinstance(record, dict):
+        raise DataFormatError(f"{where}: expected an object, found {record!r}")
+    models = _typed(record, "models", "list", where, optional=True) or []
+    if not all(isinstance(m, str) for m in models):
+        raise DataFormatError(f"{where}: field 'models' is {models!r}, expected a list of strings")
+    p_positive = _typed(record, "p_positive", "number", where, optional=True)
     return Interest(
-        descriptor=str(_require(record, "descriptor", where)),
-        confidence=float(_require(record, "confidence", where)),
-        models=tuple(record.get("models") or ()),
-        p_positive=record.get("p_positive"),
-        positive=record.get("positive"),
+        descriptor=_typed(record, "descriptor", "str", where),
+        confidence=float(_typed(record, "confidence", "number", where)),
+        models=tuple(models),
+        p_positive=None if p_positive is None else float(p_positive),
+        positive=_typed(record, "positive", "bool", where, optional=True),
     )
+
+
+def _interest_rows(path: str | Path, id_field: str, cls: type) -> list[Any]:
+    rows = []
+    for line_number, record in iter_jsonl(path):
+        where = f"{path}:{line_number}"
+        interests = tuple(
+            _interest_from_record(r, f"{where}: interests[{k}]")
+            for k, r in enumerate(_typed(record, "interests", "list", where))
+        )
+        offline = bool(_typed(record, "offline", "bool", where, optional=True))
+        rows.append(cls(_typed(record, id_field, "int", where), interests, offline))
+    return rows
 
 
 def write_item_interests(path: str | Path, rows: Iterable[ItemInterests]) -> int:
@@ -314,19 +480,7 @@ def write_item_interests(path: str | Path, rows: Iterable[ItemInterests]) -> int
 
 
 def read_item_interests(path: str | Path) -> list[ItemInterests]:
-    rows = []
-    for line_number, record in iter_jsonl(path):
-        where = f"{path}:{line_number}"
-        interests = tuple(
-            _interest_from_record(r, f"{where}: interests[{k}]")
-            for k, r in enumerate(_require(record, "interests", where))
-        )
-        rows.append(
-            ItemInterests(
-                int(_require(record, "item_id", where)), interests, bool(record.get("offline"))
-            )
-        )
-    return rows
+    return _interest_rows(path, "item_id", ItemInterests)
 
 
 def write_user_interests(path: str | Path, rows: Iterable[UserInterests]) -> int:
@@ -344,19 +498,7 @@ def write_user_interests(path: str | Path, rows: Iterable[UserInterests]) -> int
 
 
 def read_user_interests(path: str | Path) -> list[UserInterests]:
-    rows = []
-    for line_number, record in iter_jsonl(path):
-        where = f"{path}:{line_number}"
-        interests = tuple(
-            _interest_from_record(r, f"{where}: interests[{k}]")
-            for k, r in enumerate(_require(record, "interests", where))
-        )
-        rows.append(
-            UserInterests(
-                int(_require(record, "user_id", where)), interests, bool(record.get("offline"))
-            )
-        )
-    return rows
+    return _interest_rows(path, "user_id", UserInterests)
 
 
 # <io:mine>

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import anthropic
 import openai
 
+from deepinterestgr.errors import PipelineError
 from deepinterestgr.prompts import ANSWER_SCHEMA, SCHEMA_NAME, ImagePart, Prompt, repair_message
 
 PROVIDERS = ("anthropic", "openai", "openai_compatible")
@@ -61,7 +62,7 @@ class Transient:
     retry_after_s: float | None
 
 
-class MissingKeyError(RuntimeError):
+class MissingKeyError(RuntimeError, PipelineError):
     """The environment variable that should hold an API key is unset."""
 
 

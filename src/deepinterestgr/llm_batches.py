@@ -4,11 +4,13 @@ For big catalogues the Anthropic Message Batches API and the OpenAI Batch API an
 same requests asynchronously (hours, at a discount; the cost estimate here uses the live
 prices, an upper bound). One batch per backend at a time:
 
-1. Jobs already in the answer cache are served from it.
+1. Jobs already in the answer cache are served from it (a failed answer is asked again on up
+   to ``failed_retries`` later runs, as in :mod:`deepinterestgr.mining`).
 2. If ``<state_dir>/batches/<backend>.json`` names a batch from an earlier, interrupted run,
    that batch is polled to its end and its answers cached first (nothing is paid twice).
 3. The still-missing jobs go out as one new batch; its id is written to the state file
-   *before* polling starts, so a killed run resumes the same batch.
+   *before* polling starts, so a killed run resumes the same batch. Only the jobs whose cost
+   bound (:meth:`Runner.job_cost_bound`, repair included) fits under the spending cap go in.
 4. Every result passes the same checks as a live answer (:meth:`Runner.resolve`), with one
    live repair turn if unusable. Errored or expired requests are not cached (the next run
    asks again).
@@ -32,7 +34,16 @@ from typing import Any, Protocol
 from deepinterestgr import llm_backends
 from deepinterestgr.io import write_json
 from deepinterestgr.llm_cache import AnswerCache
-from deepinterestgr.mining import Job, MiningResult, MiningSettings, Outcome, Runner, job_key
+from deepinterestgr.mining import (
+    Job,
+    MiningResult,
+    MiningSettings,
+    Outcome,
+    Runner,
+    asks_again,
+    job_key,
+    record_attempts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +124,7 @@ async def _run_batch(
     cache: AnswerCache,
     state: Path,
     batch_id: str,
+    attempts: dict[str, int],
 ) -> dict[str, dict[str, Any]]:
     """Poll ``batch_id`` to its end; cache and return key -> record of its answers."""
     batch = await _wait(client, settings.provider, batch_id, settings.batch_poll_s)
@@ -126,6 +138,7 @@ async def _run_batch(
         runner.stats.output_tokens += completion.output_tokens
         runner.stats.cost_usd += runner.cost(completion.input_tokens, completion.output_tokens)
         record = await runner.resolve(prompts[key], completion)
+        record["attempts"] = attempts.get(key, 0) + 1
         cache.put(key, record)
         records[key] = record
     os.unlink(state)
@@ -142,6 +155,7 @@ async def mine_batch_async(
     spending_cap_usd: float,
     state_dir: Path,
     client: Any = None,
+    failed_retries: int = 0,
 ) -> MiningResult:
     """Answer ``jobs`` through the provider's batch API (see the module docstring)."""
     if settings.provider not in ("anthropic", "openai"):
@@ -154,9 +168,12 @@ async def mine_batch_async(
     prompts = {key: job.prompt for key, job in zip(keys, jobs, strict=True)}
     records: dict[str, dict[str, Any]] = {}
     cached = set()
+    attempts: dict[str, int] = {}  # failed answers asked again: paid answers so far
     for key in prompts:
         record = cache.get(key)
-        if record is not None:
+        if record is not None and asks_again(record, failed_retries):
+            attempts[key] = record_attempts(record)
+        elif record is not None:
             records[key] = record
             cached.add(key)
     state = _state_path(state_dir, name)
@@ -170,11 +187,25 @@ async def mine_batch_async(
             log.info("%s: resuming batch %s", name, previous["batch_id"])
             records.update(
                 await _run_batch(
-                    client, runner, settings, name, prompts, cache, state, previous["batch_id"]
+                    client,
+                    runner,
+                    settings,
+                    name,
+                    prompts,
+                    cache,
+                    state,
+                    previous["batch_id"],
+                    attempts,
                 )
             )
-        missing = {key: prompts[key] for key in prompts if key not in records}
-        if missing and runner.stats.cost_usd < spending_cap_usd:
+        missing = {}
+        for key in prompts:
+            if key in records:
+                continue
+            if not runner.try_reserve(runner.job_cost_bound(prompts[key])):
+                break  # the cap: this job and the rest are not asked
+            missing[key] = prompts[key]
+        if missing:
             bodies = {key: llm_backends.request_body(settings, p) for key, p in missing.items()}
             batch_id = await _submit(client, settings.provider, bodies)
             write_json(
@@ -184,13 +215,18 @@ async def mine_batch_async(
             runner.stats.requests += 1
             log.info("%s: submitted batch %s with %s requests", name, batch_id, f"{len(bodies):,}")
             records.update(
-                await _run_batch(client, runner, settings, name, prompts, cache, state, batch_id)
+                await _run_batch(
+                    client, runner, settings, name, prompts, cache, state, batch_id, attempts
+                )
             )
     finally:
         if own_client:
             await client.close()
     outcomes = []
+    not_asked = set(prompts) - set(records) - set(missing)
     for job, key in zip(jobs, keys, strict=True):
+        if key in not_asked:
+            continue  # the spending cap kept it out of the batch
         record = records.get(key) or {
             "backend": name,
             "model": settings.model,
@@ -206,8 +242,14 @@ async def mine_batch_async(
     runner.stats.jobs = len(jobs)
     runner.stats.cached = sum(o.cached for o in outcomes)
     runner.stats.wall_s = time.monotonic() - started
-    cap_reached = runner.stats.cost_usd >= spending_cap_usd and len(records) < len(prompts)
-    return MiningResult(tuple(outcomes), runner.stats, cap_reached)
+    exhausted = sum(o.cached and not o.ok for o in outcomes)
+    return MiningResult(
+        tuple(outcomes),
+        runner.stats,
+        runner.cap_reached,
+        next_job_bound_usd=runner.next_job_bound,
+        exhausted=exhausted,
+    )
 
 
 def mine_batch(
@@ -218,8 +260,18 @@ def mine_batch(
     max_descriptors: int,
     spending_cap_usd: float,
     state_dir: Path,
+    failed_retries: int = 0,
 ) -> MiningResult:
     """Synchronous entry point of :func:`mine_batch_async`."""
     return asyncio.run(
-        mine_batch_async(jobs, name, settings, cache, max_descriptors, spending_cap_usd, state_dir)
+        mine_batch_async(
+            jobs,
+            name,
+            settings,
+            cache,
+            max_descriptors,
+            spending_cap_usd,
+            state_dir,
+            failed_retries=failed_retries,
+        )
     )

@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from deepinterestgr.io import FILE_MODE
+
 
 def cache_key(material: dict[str, Any]) -> str:
     """Hex SHA-256 of ``material`` serialised canonically (sorted keys, no spaces)."""
@@ -62,6 +64,7 @@ class AnswerCache:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=target.parent)
+        os.fchmod(fd, FILE_MODE)  # the user's umask, not mkstemp's 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(record, handle, ensure_ascii=False)

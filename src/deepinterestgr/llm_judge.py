@@ -197,6 +197,8 @@ def make_llm_judge(params: LLMJudgeParams, cache_dir: str | Path, client: Any = 
     the environment variable ``params.api_key_env``.
     """
     cache = AnswerCache(cache_dir)
+    if client is None:
+        llm_backends.read_api_key(_settings(params))  # a missing key fails before any work
 
     def judge(sample: JudgeSample) -> JudgeLabels:
         evidence, descriptors, item_ids = sample.evidence, sample.descriptors, sample.item_ids

@@ -7,11 +7,12 @@ Each field's comment is its help line.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from deepinterestgr.config import load_section
+from deepinterestgr.config import ConfigError, build, load_section, load_yaml
 from deepinterestgr.offline_miner import OfflineSettings
 
 PARAMS_FILE = Path("params.yaml")
@@ -124,7 +125,9 @@ class MineParams:
     max_description_chars: int  # item description cut to this many characters in prompts
     max_history_items: int  # most recent training items shown in a user-history prompt
     max_failure_rate: float  # stage fails when a backend's failed share of jobs is above this
-    spending_cap_usd: float  # no new request once one run's estimated spend reaches this
+    failed_retries: int  # reruns that ask a job again after its cached answer failed (0 = never)
+    max_consecutive_failures: int  # a backend stops after this many failed answers in a row
+    spending_cap_usd: float  # hard cap per run: a request starts only if its maximum cost fits
     cache_dir: str  # persistent answer cache (outside data/mine: reruns never lose it)
     offline: OfflineSettings  # offline miner tunables (help: offline_miner.OfflineSettings)
     user_half_life: float  # user interests: age in items at which a purchase weighs half
@@ -219,6 +222,7 @@ class RqvaeParams:
     dead_code_threshold: int  # a code chosen fewer times than this in an epoch is re-seeded
     reseed_every: int  # epochs between dead-code re-seeding from a batch's residuals; 0 = never
     last_level: Literal["nearest", "balanced"]  # nearest code, or one-to-one per shared prefix
+    max_collision_rate: float  # stage fails when more items than this share need a suffix code
 
 
 # --------------------------------------------------------------------------- sft
@@ -321,4 +325,350 @@ def load(section: str, path: str | Path = PARAMS_FILE) -> Any:
     """Load one section of ``params.yaml`` into its dataclass (strict; see config.py)."""
     if section not in SECTIONS:
         raise KeyError(f"no params section named '{section}' (known: {', '.join(SECTIONS)})")
-    return load_section(path, section, SECTIONS[section])
+    value = load_section(path, section, SECTIONS[section])
+    validate(section, value, path)
+    return value
+
+
+# --------------------------------------------------------------------------- validation
+#
+# Loading checks keys and types; the validators below check ranges and the rules that tie
+# fields together. :func:`load_all` runs both for every section at the start of every stage
+# (deepinterestgr.stage_guard), so a bad ``dvc exp run -S ...`` fails in a second, before
+# any stage reads or writes, whichever stage DVC happens to run first.
+
+Problem = tuple[str, str]  # (dotted key inside the section, what is wrong with its value)
+Problems = Iterator[Problem]
+
+# Leave-one-out needs a training item, a validation and a test target
+# (data_sources.dataset.MIN_SEQUENCE_LENGTH; not imported: data_sources imports this module).
+_MIN_SEQUENCE_LENGTH = 3
+
+
+def _at_least(minimum: float, values: dict[str, float]) -> Problems:
+    for key, value in values.items():
+        if value < minimum:
+            yield key, f"{value!r} is below the minimum {minimum}"
+
+
+def _above(minimum: float, values: dict[str, float]) -> Problems:
+    for key, value in values.items():
+        if value <= minimum:
+            yield key, f"{value!r} must be above {minimum}"
+
+
+def _share(values: dict[str, float]) -> Problems:
+    """Probabilities and rates: in [0, 1]."""
+    for key, value in values.items():
+        if not 0.0 <= value <= 1.0:
+            yield key, f"{value!r} is outside [0, 1]"
+
+
+def _validate_base(p: BaseParams) -> Problems:
+    yield from _at_least(0, {"seed": p.seed})  # numpy and torch take non-negative seeds
+
+
+def _validate_download(p: DownloadParams) -> Problems:
+    s = p.synthetic
+    yield from _at_least(1, {"kcore": p.kcore})
+    yield from _share({"max_skip_rate": p.max_skip_rate})
+    yield from _at_least(
+        1,
+        {
+            "synthetic.num_users": s.num_users,
+            "synthetic.num_items": s.num_items,
+            "synthetic.num_interests": s.num_interests,
+            "synthetic.image_size": s.image_size,
+        },
+    )
+    yield from _at_least(_MIN_SEQUENCE_LENGTH, {"synthetic.min_length": s.min_length})
+    if s.max_length < s.min_length:
+        yield "synthetic.max_length", f"{s.max_length} is below synthetic.min_length {s.min_length}"
+    yield from _share({"synthetic.habit_strength": s.habit_strength})
+
+
+def _validate_baselines(p: BaselinesParams) -> Problems:
+    m = p.sasrec
+    yield from _at_least(1, {"eval_batch_size": p.eval_batch_size})
+    yield from _at_least(0, {"num_threads": p.num_threads})
+    yield from _at_least(
+        1,
+        {
+            "sasrec.hidden_size": m.hidden_size,
+            "sasrec.num_blocks": m.num_blocks,
+            "sasrec.num_heads": m.num_heads,
+            "sasrec.feedforward_size": m.feedforward_size,
+            "sasrec.max_len": m.max_len,
+            "sasrec.batch_size": m.batch_size,
+            "sasrec.max_epochs": m.max_epochs,
+            "sasrec.early_stopping_k": m.early_stopping_k,
+        },
+    )
+    if m.num_heads >= 1 and m.hidden_size % m.num_heads:
+        yield "sasrec.num_heads", f"{m.num_heads} does not divide hidden_size {m.hidden_size}"
+    yield from _at_least(0, {"sasrec.patience": m.patience, "sasrec.weight_decay": m.weight_decay})
+    yield from _above(0, {"sasrec.learning_rate": m.learning_rate})
+    if not 0.0 <= m.dropout < 1.0:
+        yield "sasrec.dropout", f"{m.dropout!r} is outside [0, 1)"
+
+
+def _validate_llm(key: str, p: LLMParams) -> Problems:
+    yield from _at_least(
+        1, {f"{key}.concurrency": p.concurrency, f"{key}.max_tokens": p.max_tokens}
+    )
+    yield from _at_least(
+        0,
+        {
+            f"{key}.requests_per_minute": p.requests_per_minute,
+            f"{key}.max_retries": p.max_retries,
+            f"{key}.backoff_base_s": p.backoff_base_s,
+            f"{key}.price_input_per_mtok": p.price_input_per_mtok,
+            f"{key}.price_output_per_mtok": p.price_output_per_mtok,
+            f"{key}.temperature": p.temperature,
+        },
+    )
+    yield from _above(0, {f"{key}.timeout_s": p.timeout_s, f"{key}.batch_poll_s": p.batch_poll_s})
+    if p.backoff_max_s < p.backoff_base_s:
+        yield f"{key}.backoff_max_s", f"{p.backoff_max_s!r} is below backoff_base_s"
+    if p.api_key_env is None and p.provider != "openai_compatible":
+        yield f"{key}.api_key_env", f"null, but provider {p.provider} needs a key"
+    if p.batch and p.provider not in ("anthropic", "openai"):
+        yield f"{key}.batch", f"true, but provider {p.provider} has no batch API"
+
+
+def _validate_mine(p: MineParams) -> Problems:
+    from deepinterestgr.prompts import available_versions
+
+    known = ("offline", "precomputed", *p.llms)
+    if not p.backends:
+        yield "backends", "empty; name at least one of " + ", ".join(known)
+    for k, name in enumerate(p.backends):
+        if name not in known:
+            yield f"backends[{k}]", f"unknown backend '{name}' (known: {', '.join(known)})"
+        elif name in p.backends[:k]:
+            yield f"backends[{k}]", f"'{name}' is listed twice"
+    for kind in ("item_text", "item_image", "user_history"):
+        version = getattr(p.prompts, kind)
+        if version not in available_versions(kind):  # type: ignore[arg-type]
+            known_versions = ", ".join(available_versions(kind))  # type: ignore[arg-type]
+            yield f"prompts.{kind}", f"no version '{version}' (known: {known_versions})"
+    yield from _at_least(
+        1,
+        {
+            "max_descriptors": p.max_descriptors,
+            "max_description_chars": p.max_description_chars,
+            "max_history_items": p.max_history_items,
+        },
+    )
+    yield from _above(
+        0, {"merge_similarity": p.merge_similarity, "user_half_life": p.user_half_life}
+    )
+    yield from _share({"max_failure_rate": p.max_failure_rate})
+    yield from _at_least(
+        0,
+        {
+            "failed_retries": p.failed_retries,
+            "max_consecutive_failures": p.max_consecutive_failures,
+            "spending_cap_usd": p.spending_cap_usd,
+        },
+    )
+    o = p.offline
+    yield from _at_least(
+        1,
+        {
+            "offline.min_df": o.min_df,
+            "offline.ngram_max": o.ngram_max,
+            "offline.window": o.window,
+            "offline.min_support": o.min_support,
+            "offline.batch_size": o.batch_size,
+        },
+    )
+    yield from _at_least(0, {"offline.description_chars": o.description_chars})
+    yield from _at_least(0, {"offline.item_text_chars": o.item_text_chars})
+    yield from _share(
+        {
+            "offline.diversity": o.diversity,
+            "offline.context_weight": o.context_weight,
+            "offline.confidence_scale": o.confidence_scale,
+        }
+    )
+    for name, llm in p.llms.items():
+        yield from _validate_llm(f"llms.{name}", llm)
+
+
+def _validate_text_template(key: str, p: TextTemplateParams) -> Problems:
+    if not p.parts:
+        yield f"{key}.parts", "empty; an item would have no text"
+    if p.max_description_chars < 0:
+        yield f"{key}.max_description_chars", f"{p.max_description_chars} is negative"
+
+
+def _validate_label(p: LabelParams) -> Problems:
+    yield from _at_least(1, {"sample_size": p.sample_size, "ece_bins": p.ece_bins})
+    yield from _at_least(1, {"batch_size": p.batch_size})
+    if not 0.0 < p.test_fraction < 1.0:
+        yield "test_fraction", f"{p.test_fraction!r} is outside (0, 1)"
+    yield from _share({"threshold": p.threshold, "empty_quality": p.empty_quality})
+    yield from _validate_text_template("evidence", p.evidence)
+    j = p.llm_judge
+    yield from _at_least(
+        1, {"llm_judge.max_tokens": j.max_tokens, "llm_judge.concurrency": j.concurrency}
+    )
+    yield from _at_least(
+        0, {"llm_judge.max_retries": j.max_retries, "llm_judge.temperature": j.temperature}
+    )
+    yield from _above(0, {"llm_judge.timeout_s": j.timeout_s})
+    yield from _share({"llm_judge.max_failure_rate": j.max_failure_rate})
+    if j.api_key_env is None and j.provider != "openai_compatible":
+        yield "llm_judge.api_key_env", f"null, but provider {j.provider} needs a key"
+    c = p.classifier
+    yield from _above(0, {"classifier.C": c.C, "classifier.learning_rate": c.learning_rate})
+    yield from _at_least(1, {"classifier.max_iter": c.max_iter})
+    yield from _at_least(2, {"classifier.max_leaf_nodes": c.max_leaf_nodes})
+
+
+def _validate_embed(p: EmbedParams) -> Problems:
+    yield from _at_least(1, {"batch_size": p.batch_size})
+    yield from _validate_text_template("text", p.text)
+    if "{interests}" not in p.interests_template:
+        yield "interests_template", f"{p.interests_template!r} has no {{interests}} field"
+
+
+def _validate_rqvae(p: RqvaeParams) -> Problems:
+    yield from _at_least(1, {f"hidden_dims[{k}]": width for k, width in enumerate(p.hidden_dims)})
+    yield from _at_least(
+        1,
+        {
+            "latent_dim": p.latent_dim,
+            "num_levels": p.num_levels,
+            "epochs": p.epochs,
+            "batch_size": p.batch_size,
+            "kmeans_iterations": p.kmeans_iterations,
+        },
+    )
+    # One code per level carries no information: every item would collide.
+    yield from _at_least(2, {"codebook_size": p.codebook_size})
+    yield from _above(0, {"learning_rate": p.learning_rate})
+    yield from _at_least(
+        0,
+        {
+            "commitment_weight": p.commitment_weight,
+            "weight_decay": p.weight_decay,
+            "dead_code_threshold": p.dead_code_threshold,
+            "reseed_every": p.reseed_every,
+        },
+    )
+    yield from _share({"max_collision_rate": p.max_collision_rate})
+
+
+def _validate_sft(p: SftParams) -> Problems:
+    yield from _at_least(1, {"max_history": p.max_history, "text_min_count": p.text_min_count})
+    yield from _at_least(
+        0,
+        {
+            "max_text_tokens": p.max_text_tokens,
+            "text_vocab_size": p.text_vocab_size,
+            "valid_users": p.valid_users,
+            "early_stopping_patience": p.early_stopping_patience,
+        },
+    )
+    yield from _above(0, {"max_minutes": p.max_minutes})
+    if p.backbone == "pretrained" and p.pretrained_path is None:
+        yield "pretrained_path", "null, but backbone is pretrained"
+    for task, weight in p.task_weights.items():
+        if weight < 0:
+            yield f"task_weights.{task}", f"{weight!r} is negative"
+    if not any(weight > 0 for weight in p.task_weights.values()):
+        yield "task_weights", "no task has a positive weight: nothing to train on"
+
+
+def _validate_grpo(p: GrpoParams) -> Problems:
+    # A group of one has no spread: every advantage (R - mean) / std would be zero.
+    yield from _at_least(2, {"num_generations": p.num_generations})
+    yield from _at_least(
+        1, {"prompts_per_step": p.prompts_per_step, "logging_steps": p.logging_steps}
+    )
+    yield from _at_least(0, {"max_prompts": p.max_prompts, "beta": p.beta})
+    yield from _above(
+        0, {"learning_rate": p.learning_rate, "epochs": p.epochs, "max_minutes": p.max_minutes}
+    )
+    yield from _above(0, {"epsilon": p.epsilon})
+    if p.max_steps == 0 or p.max_steps < -1:
+        yield "max_steps", f"{p.max_steps} must be -1 (epochs decide) or positive"
+    w = p.weights
+    yield from _at_least(
+        0,
+        {
+            "weights.exact": w.exact,
+            "weights.valid": w.valid,
+            "weights.prefix": w.prefix,
+            "weights.quality": w.quality,
+            "weights.rank": w.rank,
+        },
+    )
+
+
+def _validate_evaluate(p: EvaluateParams) -> Problems:
+    if not p.ks:
+        yield "ks", "empty; give at least one cut-off K"
+        return
+    for k, cutoff in enumerate(p.ks):
+        if cutoff < 1:
+            yield f"ks[{k}]", f"{cutoff} is below 1"
+        elif cutoff in p.ks[:k]:
+            yield f"ks[{k}]", f"{cutoff} is listed twice"
+    if p.num_beams < max(p.ks):
+        yield (
+            "num_beams",
+            (
+                f"{p.num_beams} is below max(evaluate.ks) = {max(p.ks)} (the beams are the "
+                "ranked list)"
+            ),
+        )
+    yield from _at_least(1, {"batch_size": p.batch_size})
+
+
+# Section name -> its validator. A section without one is only loaded (keys and types).
+VALIDATORS: dict[str, Callable[[Any], Problems]] = {
+    "base": _validate_base,
+    "download": _validate_download,
+    "baselines": _validate_baselines,
+    "mine": _validate_mine,
+    "label": _validate_label,
+    "embed": _validate_embed,
+    "rqvae": _validate_rqvae,
+    "sft": _validate_sft,
+    "grpo": _validate_grpo,
+    "evaluate": _validate_evaluate,
+}
+
+
+def validate(section: str, value: Any, path: str | Path = PARAMS_FILE) -> None:
+    """Raise :class:`ConfigError` naming every out-of-range value of one loaded section."""
+    validator = VALIDATORS.get(section)
+    problems = list(validator(value)) if validator is not None else []
+    if problems:
+        where = Path(path).name
+        raise ConfigError(
+            "; ".join(f"{where}:{section}.{key}: {message}" for key, message in problems)
+        )
+
+
+def load_all(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """Load and validate every section of ``params.yaml``: section name -> dataclass.
+
+    Strict like :func:`load` (unknown, missing or mistyped keys are errors), plus the range
+    and cross-field checks of :data:`VALIDATORS`. The first bad section raises
+    :class:`ConfigError`, one line naming each bad key.
+    """
+    data = load_yaml(path)
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section '{unknown[0]}' (known: {', '.join(SECTIONS)})")
+    sections = {}
+    for section, cls in SECTIONS.items():
+        if section not in data:
+            raise ConfigError(f"{path}: missing section '{section}'")
+        sections[section] = build(cls, data[section], f"{Path(path).name}:{section}")
+        validate(section, sections[section], path)
+    return sections

@@ -23,6 +23,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from deepinterestgr.errors import PipelineError
+
 LEVEL_LETTERS = string.ascii_lowercase
 MAX_LEVELS = len(LEVEL_LETTERS)
 
@@ -133,6 +135,48 @@ def add_collision_suffix(codes: np.ndarray) -> np.ndarray:
         suffix[row] = seen.get(group, 0)
         seen[group] = suffix[row] + 1
     return np.concatenate([codes, suffix[:, None]], axis=1)
+
+
+class CollisionLimitExceeded(ValueError, PipelineError):
+    """More items share their L codes than ``rqvae.max_collision_rate`` allows."""
+
+
+def least_collision_rate(num_items: int, codebook_size: int, num_levels: int) -> float:
+    """The smallest collision rate any assignment of N items to K^L code tuples can have.
+
+    With more items than tuples, at best K^L - 1 items are alone and the rest share the last
+    tuple: (N - K^L + 1) / N. (Collision rate as in :class:`CollisionStats`.)
+    """
+    tuples = codebook_size**num_levels
+    return 0.0 if num_items <= tuples else (num_items - tuples + 1) / num_items
+
+
+def check_capacity(
+    num_items: int, codebook_size: int, num_levels: int, max_collision_rate: float
+) -> None:
+    """Fail before training when K^L code tuples cannot give N items few enough collisions."""
+    least = least_collision_rate(num_items, codebook_size, num_levels)
+    if least > max_collision_rate:
+        raise CollisionLimitExceeded(
+            f"rqvae.codebook_size={codebook_size} with num_levels={num_levels} gives "
+            f"{codebook_size**num_levels:,} code tuples for {num_items:,} items: at least "
+            f"{least:.1%} of them would collide, above rqvae.max_collision_rate="
+            f"{max_collision_rate} (the SIDs would be mostly suffix); raise codebook_size or "
+            "num_levels"
+        )
+
+
+def check_collisions(codes: np.ndarray, codebook_size: int, max_collision_rate: float) -> None:
+    """Fail when trained codes ``[N, L]`` collide above the limit (e.g. a collapsed codebook)."""
+    stats = collision_stats(codes)
+    if stats.collision_rate > max_collision_rate:
+        raise CollisionLimitExceeded(
+            f"{stats.collision_rate:.1%} of {len(codes):,} items share their "
+            f"{codes.shape[1]} RQ codes with another item (largest group "
+            f"{stats.largest_group:,}), above rqvae.max_collision_rate={max_collision_rate}; "
+            f"raise rqvae.codebook_size ({codebook_size}) or num_levels, or use last_level: "
+            "balanced"
+        )
 
 
 class CollisionStats(NamedTuple):

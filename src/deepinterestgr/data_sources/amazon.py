@@ -35,6 +35,7 @@ import ast
 import gzip
 import json
 import logging
+import math
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -103,6 +104,7 @@ LAYOUTS = {
 class RawFiles(NamedTuple):
     reviews: Path
     meta: Path
+    local: bool = False  # from download.local_dir (not downloaded by us: never delete them)
 
 
 def locate(source: str, category: str, local_dir: Path | None, raw_dir: Path) -> RawFiles:
@@ -113,8 +115,8 @@ def locate(source: str, category: str, local_dir: Path | None, raw_dir: Path) ->
         layout.meta_name.format(category=category),
     )
     if local_dir is not None:
-        paths = RawFiles(*(local_dir / name for name in names))
-        for path in paths:
+        paths = RawFiles(*(local_dir / name for name in names), local=True)
+        for path in paths[:2]:
             if not path.is_file():
                 raise SourceError(f"{path}: no such file (download.local_dir={local_dir})")
         return paths
@@ -127,9 +129,9 @@ def locate(source: str, category: str, local_dir: Path | None, raw_dir: Path) ->
 def load(source: str, files: RawFiles, min_count: int, skips: SkipLog) -> Dataset:
     """Load a raw release into a :class:`Dataset` (steps 1-5 of the module docstring)."""
     layout = LAYOUTS[source]
-    reviews = _read_reviews(files.reviews, layout, skips)
+    reviews = _read_reviews(files.reviews, layout, skips, files.local)
     skips.check("malformed_review", reviews.lines)
-    metadata, parsed = _read_meta(files.meta, layout, set(reviews.items), skips)
+    metadata, parsed = _read_meta(files.meta, layout, set(reviews.items), skips, files.local)
     skips.check("malformed_meta", parsed)
 
     per_user: dict[str, list[tuple[int, str]]] = {}
@@ -176,6 +178,11 @@ def load(source: str, files: RawFiles, min_count: int, skips: SkipLog) -> Datase
     for user, item, keep in zip(users, items, core.keep, strict=True):
         if keep:
             sequences.setdefault(user, []).append(item)
+    if not sequences:
+        raise SourceError(
+            f"{files.reviews}: no user is left ({len(per_user):,} users with metadata before the "
+            f"{max(min_count, MIN_SEQUENCE_LENGTH)}-core filter); check the file and download.kcore"
+        )
     return build_dataset(
         source,
         list(sequences.items()),
@@ -198,10 +205,10 @@ class Reviews(NamedTuple):
     lines: int  # lines read
 
 
-def _read_reviews(path: Path, layout: Layout, skips: SkipLog) -> Reviews:
+def _read_reviews(path: Path, layout: Layout, skips: SkipLog, local: bool) -> Reviews:
     reviews = Reviews([], [], [], [], 0)
     line_number = 0
-    for line_number, line in _gzip_lines(path):
+    for line_number, line in _gzip_lines(path, local):
         where = f"{path}:{line_number}"
         try:
             record = json.loads(line)
@@ -229,18 +236,20 @@ def _missing(record: Any, id_fields: tuple[str, ...], time_field: str) -> str:
     time = record.get(time_field)
     if isinstance(time, bool) or not isinstance(time, (int, float)):
         return f"missing field '{time_field}'"
+    if not math.isfinite(time):  # json reads NaN and Infinity; they cannot be sorted
+        return f"field '{time_field}' is {time}, not a finite number"
     return ""
 
 
 def _read_meta(
-    path: Path, layout: Layout, needed: set[str], skips: SkipLog
+    path: Path, layout: Layout, needed: set[str], skips: SkipLog, local: bool
 ) -> tuple[dict[str, Item], int]:
     """Items of ``needed`` that have a valid metadata line, and how many lines were parsed."""
     # Cheap look at the id so that unneeded lines are never parsed.
     quick_id = re.compile(rf"""['"]{layout.meta_item_field}['"]\s*:\s*['"]([^'"]*)['"]""".encode())
     metadata: dict[str, Item] = {}
     parsed = 0
-    for line_number, line in _gzip_lines(path):
+    for line_number, line in _gzip_lines(path, local):
         match = quick_id.search(line)
         if match is not None and match.group(1).decode("utf-8", "replace") not in needed:
             continue
@@ -248,7 +257,13 @@ def _read_meta(
         where = f"{path}:{line_number}"
         try:
             record = layout.parse_meta(line.decode("utf-8"))
-        except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as err:
+        except UnicodeDecodeError as err:
+            skips.skip("malformed_meta", f"{where}: not UTF-8 (byte at column {err.start + 1})")
+            continue
+        except TypeError as err:  # literal_eval: an unhashable key ({[1]: 2}) or set member
+            skips.skip("malformed_meta", f"{where}: cannot parse (TypeError: {err})")
+            continue
+        except (ValueError, SyntaxError, MemoryError, RecursionError) as err:
             skips.skip("malformed_meta", f"{where}: cannot parse ({type(err).__name__})")
             continue
         item, problem = _meta_item(record, layout)
@@ -271,7 +286,9 @@ def _meta_item(record: Any, layout: Layout) -> tuple[Item | None, str]:
         return None, "field 'title' is not a string"
     if layout.meta_item_field == "asin":  # 2014
         categories = record.get("categories") or []
-        if not all(isinstance(p, list) and all(isinstance(c, str) for c in p) for p in categories):
+        if not isinstance(categories, list) or not all(
+            isinstance(p, list) and all(isinstance(c, str) for c in p) for p in categories
+        ):
             return None, "field 'categories' is not a list of category paths"
         brand, image = record.get("brand"), record.get("imUrl")
     else:  # 2023: one flat path; the store is the brand
@@ -283,6 +300,8 @@ def _meta_item(record: Any, layout: Layout) -> tuple[Item | None, str]:
         details = record.get("details") if isinstance(record.get("details"), dict) else {}
         brand = record.get("store") or details.get("Brand")
         images = record.get("images") or []
+        if not isinstance(images, list):
+            return None, f"field 'images' is {images!r}, not a list"
         image = next(
             (i.get("large") or i.get("hi_res") for i in images if isinstance(i, dict)), None
         )
@@ -290,10 +309,10 @@ def _meta_item(record: Any, layout: Layout) -> tuple[Item | None, str]:
     if isinstance(description, list):  # 2023 (and some 2014 lines): a list of paragraphs
         description = " ".join(str(d) for d in description if d)
     price = record.get("price")
-    # Prices are sometimes strings ("$12.99", "from 5.00"): kept only when numeric.
-    price = (
-        float(price) if isinstance(price, (int, float)) and not isinstance(price, bool) else None
-    )
+    # Prices are sometimes strings ("$12.99", "from 5.00"): kept only when numeric and finite
+    # (literal_eval reads 1e400 as inf, json reads NaN; neither is a price, nor valid JSON).
+    numeric = isinstance(price, (int, float)) and not isinstance(price, bool)
+    price = float(price) if numeric and math.isfinite(price) else None
     return Item(
         item_id=0,
         source_id=source_id,
@@ -306,8 +325,11 @@ def _meta_item(record: Any, layout: Layout) -> tuple[Item | None, str]:
     ), ""
 
 
-def _gzip_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(line number, raw line)`` of non-empty lines; a broken gzip is one clear error."""
+def _gzip_lines(path: Path, local: bool) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line number, raw line)`` of non-empty lines; a broken gzip is one clear error.
+
+    ``local``: the file came from ``download.local_dir`` (a copy the user provides), not from
+    our own download into ``data/raw`` (which a rerun fetches again once deleted)."""
     line_number = 0
     try:
         with gzip.open(path, "rb") as handle:
@@ -315,7 +337,11 @@ def _gzip_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 if line.strip():
                     yield line_number, line
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        remedy = (
+            "replace it with a complete copy (download.local_dir)"
+            if local
+            else "delete it and rerun to download it again"
+        )
         raise SourceError(
-            f"{path}:{line_number + 1}: truncated or corrupt gzip ({err}); delete the file to "
-            "download it again"
+            f"{path}:{line_number + 1}: truncated or corrupt gzip ({err}); {remedy}"
         ) from None

@@ -14,15 +14,18 @@ no sequence mentions stay in the catalogue. The data is taken as preprocessed: n
 no reordering.
 
 Bad records are counted skips (a stage failure above ``download.max_skip_rate``, whose message
-names the first bad file, line and field): an ``items.jsonl`` line that is not JSON or lacks
-``asin`` or has a mistyped field; a user line with an item that has no ``items.jsonl`` line
-(the whole user is skipped: dropping one item would invent a transition); a user with fewer
-than 3 items (leave-one-out needs them). Duplicate ids are errors.
+names the first bad file, line and field): an ``items.jsonl`` line that is not UTF-8 or not
+JSON, lacks ``asin`` or has a mistyped field (a price must be a finite number); a user line
+that is not UTF-8 (``malformed_user``) or names an item without an ``items.jsonl`` line (the
+whole user is skipped: dropping one item would invent a transition); a user with fewer than
+3 items (leave-one-out needs them). Duplicate ids are errors, and so is a folder that yields
+no item or no user.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,7 @@ from deepinterestgr.data_sources.dataset import (
     SourceError,
     build_dataset,
 )
-from deepinterestgr.io import Item
+from deepinterestgr.io import DataFormatError, Item, decode_line
 
 SEQUENCES_FILE = "user_sequence.txt"
 ITEMS_FILE = "items.jsonl"
@@ -46,22 +49,30 @@ def load(folder: Path, skips: SkipLog) -> Dataset:
             raise SourceError(f"{folder}: no file '{name}' (expected a benchmark folder)")
     metadata, lines = _read_items(folder / ITEMS_FILE, skips)
     skips.check("malformed_item", lines)
+    if not metadata:
+        raise SourceError(f"{folder / ITEMS_FILE}: no items ({lines:,} lines read)")
     sequences, lines = _read_sequences(folder / SEQUENCES_FILE, metadata, skips)
-    skips.check("unknown_item", lines)
-    skips.check("short_user", lines)
+    for reason in ("malformed_user", "unknown_item", "short_user"):
+        skips.check(reason, lines)
+    if not sequences:
+        skipped = ", ".join(f"{k}: {v:,}" for k, v in skips.counts.items()) or "none skipped"
+        raise SourceError(f"{folder / SEQUENCES_FILE}: no users ({lines:,} lines read; {skipped})")
     return build_dataset("benchmark", sequences, metadata, list(metadata), skipped=skips.counts)
 
 
 def _read_items(path: Path, skips: SkipLog) -> tuple[dict[str, Item], int]:
     metadata: dict[str, Item] = {}
     line_number = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             where = f"{path}:{line_number}"
             try:
-                record = json.loads(line)
+                record = json.loads(decode_line(raw, where))
+            except DataFormatError as err:
+                skips.skip("malformed_item", str(err))
+                continue
             except json.JSONDecodeError as err:
                 skips.skip("malformed_item", f"{where}: invalid JSON ({err.msg})")
                 continue
@@ -93,6 +104,8 @@ def _item(record: Any) -> tuple[Item | None, str]:
     price = record.get("price")
     if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))):
         return None, "field 'price' is not a number"
+    if price is not None and not math.isfinite(price):  # json reads NaN, Infinity and 1e400
+        return None, f"field 'price' is {price}, not a finite number"
     return Item(
         item_id=0,
         source_id=record["asin"],
@@ -111,12 +124,16 @@ def _read_sequences(
     sequences: list[tuple[str, list[str]]] = []
     seen: set[str] = set()
     line_number = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = line.split()
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            where = f"{path}:{line_number}"
+            try:
+                fields = decode_line(raw, where).split()
+            except DataFormatError as err:
+                skips.skip("malformed_user", str(err))
+                continue
             if not fields:
                 continue
-            where = f"{path}:{line_number}"
             user, items = fields[0], fields[1:]
             if user in seen:
                 raise SourceError(f"{where}: field 'user': duplicate user '{user}'")

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
+from deepinterestgr.errors import PipelineError
 from deepinterestgr.io import Item, UserSequence
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 MIN_SEQUENCE_LENGTH = 3  # leave-one-out: >= 1 training item + validation + test target
 
 
-class SourceError(ValueError):
+class SourceError(ValueError, PipelineError):
     """Source data cannot be read or is malformed; the message names file, line and field."""
 
 

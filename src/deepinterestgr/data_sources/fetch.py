@@ -19,13 +19,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from deepinterestgr.errors import PipelineError
+
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
 TIMEOUT_S = 60.0  # per socket operation, not for the whole file
 
 
-class DownloadError(RuntimeError):
+class DownloadError(RuntimeError, PipelineError):
     """A file could not be downloaded completely; the message says why and what to do."""
 
 

@@ -1,0 +1,33 @@
+"""Stage ``params``: check every section of params.yaml before any other stage runs.
+
+DVC deletes a stage's outputs before it runs the stage, so a bad override caught only by the
+stage that reads it (``stage_guard.begin``, which every stage also calls) would already have
+cost that stage's previous outputs. This stage declares every params section and is upstream
+of ``download``, hence of every stage, so DVC runs it first whenever any param changes: a bad
+``dvc exp run -S ...`` fails here in about a second, with every other output as it was.
+
+Reads:  params.yaml (all sections). Writes: data/params/checked.txt, a constant line, so a
+passing check never makes ``download`` (or anything after it) run again.
+Params: every section.
+"""
+
+from __future__ import annotations
+
+from deepinterestgr.stage_guard import begin
+
+begin("params")  # the check itself: every section loaded strictly and validated
+
+from pathlib import Path
+
+from deepinterestgr.io import atomic_path
+
+CHECKED = Path("data/params/checked.txt")
+
+
+def main() -> None:
+    with atomic_path(CHECKED) as tmp:
+        tmp.write_text("every section of params.yaml passed its checks\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
