@@ -68,8 +68,7 @@ def main() -> None:
     logging.info("read %s users and SIDs of %s items", f"{len(users):,}", f"{len(codes):,}")
 
     report: dict = {"exclude_history": config.exclude_history, "num_beams": config.num_beams}
-    shutil.rmtree(RANKS, ignore_errors=True)
-    test_metrics = {}
+    test_metrics, ranks = {}, {}
     for name, folder in models.items():
         recommender = load_recommender(folder)
         user_texts = None
@@ -90,7 +89,7 @@ def main() -> None:
                 user_texts,
             )
             report[name][split] = evaluation.to_dict()
-            save_array(RANKS / f"{name}_{split}.npy", evaluation.result.ranks)
+            ranks[f"{name}_{split}"] = evaluation.result.ranks
         test_metrics[name] = report[name]["test"]
 
     if BASELINES.exists():
@@ -100,6 +99,9 @@ def main() -> None:
                 report[name] = {split: baselines[name][split] for split in ("valid", "test")}
                 test_metrics[name] = baselines[name]["test"]
     write_json(METRICS, report)
+    with new_folder(RANKS) as folder:
+        for key, values in ranks.items():
+            save_array(folder / f"{key}.npy", values)
     with new_folder(PLOTS) as plots:
         for name, metrics in test_metrics.items():
             write_json(plots / f"{name}.json", hr_by_k_rows(metrics, config.ks))

@@ -47,6 +47,8 @@ def write_tiny_stage_folder(folder: Path, num_users: int = 40) -> dict:
 
     config = yaml.safe_load((ROOT / "params.yaml").read_text())
     config["sft"]["model_config"].update(hidden_size=16, num_hidden_layers=1, intermediate_size=32)
+    config["sft"]["item_model"].update(hidden_size=16, num_hidden_layers=1, intermediate_size=32)
+    config["sft"]["selection"].update(metric="ndcg@4", users=0)
     config["sft"]["trainer"].update(num_train_epochs=2, per_device_train_batch_size=16)
     config["evaluate"].update(ks=[1], num_beams=4, batch_size=16)
     (folder / "params.yaml").write_text(json.dumps(config))  # JSON is valid YAML

@@ -7,6 +7,7 @@ Each field's comment is its help line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -561,6 +562,9 @@ def _validate_rqvae(p: RqvaeParams) -> Problems:
     yield from _share({"max_collision_rate": p.max_collision_rate})
 
 
+SELECTION_METRIC = re.compile(r"(hr|ndcg)@([1-9][0-9]*)|loss")
+
+
 def _validate_sft(p: SftParams) -> Problems:
     yield from _at_least(1, {"max_history": p.max_history, "text_min_count": p.text_min_count})
     yield from _at_least(
@@ -568,11 +572,29 @@ def _validate_sft(p: SftParams) -> Problems:
         {
             "max_text_tokens": p.max_text_tokens,
             "text_vocab_size": p.text_vocab_size,
-            "valid_users": p.valid_users,
-            "early_stopping_patience": p.early_stopping_patience,
+            "selection.users": p.selection.users,
+            "selection.patience": p.selection.patience,
         },
     )
     yield from _above(0, {"max_minutes": p.max_minutes})
+    model = p.item_model
+    yield from _at_least(
+        1,
+        {
+            "item_model.hidden_size": model.hidden_size,
+            "item_model.num_hidden_layers": model.num_hidden_layers,
+            "item_model.num_attention_heads": model.num_attention_heads,
+            "item_model.intermediate_size": model.intermediate_size,
+        },
+    )
+    if model.num_attention_heads >= 1 and model.hidden_size % model.num_attention_heads:
+        yield (
+            "item_model.num_attention_heads",
+            f"{model.num_attention_heads} does not divide hidden_size {model.hidden_size}",
+        )
+    yield from _share({"item_model.dropout": model.dropout})
+    if not SELECTION_METRIC.fullmatch(p.selection.metric):
+        yield "selection.metric", f"{p.selection.metric!r} is not ndcg@K, hr@K or loss"
     if p.backbone == "pretrained" and p.pretrained_path is None:
         yield "pretrained_path", "null, but backbone is pretrained"
     for task, weight in p.task_weights.items():
@@ -671,4 +693,11 @@ def load_all(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
             raise ConfigError(f"{path}: missing section '{section}'")
         sections[section] = build(cls, data[section], f"{Path(path).name}:{section}")
         validate(section, sections[section], path)
+    selection = SELECTION_METRIC.fullmatch(sections["sft"].selection.metric)
+    beams = sections["evaluate"].num_beams
+    if selection and selection.group(2) and int(selection.group(2)) > beams:
+        raise ConfigError(
+            f"{Path(path).name}:sft.selection.metric: K of {selection.group(0)} is above "
+            f"evaluate.num_beams ({beams}), the length of the validation ranking"
+        )
     return sections
