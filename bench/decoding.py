@@ -8,8 +8,8 @@ the share of users whose ranked top-K lists are identical. Prints one JSON line.
     .venv/bin/python bench/decoding.py --work . [--users 256] [--beams 20] [--batch-size 32]
 
 ``--work`` is a folder holding ``data/download/users.jsonl``, ``data/rqvae/codes.npy`` and a
-trained ``data/sft/model`` (the project root after ``dvc repro evaluate``, or a Beauty folder
-of ``bench/sft_beauty.py``).
+trained ``data/sft/model`` (a project workspace after ``dvc repro sft``, e.g. inside a Beauty
+experiment). Only causal LMs run through ``generate``: use it with ``sft.backbone=token``.
 """
 
 from __future__ import annotations
