@@ -25,6 +25,7 @@ PARAMS_FILE = Path("params.yaml")
 @dataclass(frozen=True)
 class BaseParams:
     seed: int  # the one seed every stage derives its randomness from
+    num_threads: int  # CPU threads of every stage; results repeat bit for bit only at one count
 
 
 # --------------------------------------------------------------------------- download
@@ -367,6 +368,7 @@ def _share(values: dict[str, float]) -> Problems:
 
 def _validate_base(p: BaseParams) -> Problems:
     yield from _at_least(0, {"seed": p.seed})  # numpy and torch take non-negative seeds
+    yield from _at_least(1, {"num_threads": p.num_threads})
 
 
 def _validate_download(p: DownloadParams) -> Problems:

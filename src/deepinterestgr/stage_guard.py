@@ -10,7 +10,9 @@ imports (torch and transformers take seconds), so that:
    process lives, so a second writer of the same outputs (a stage orphaned by a killed
    ``dvc``, then a second ``dvc repro``) refuses to start and names the process that writes.
    The kernel drops the lock when its holder dies, even by ``kill -9``: no stale lock to clear;
-3. an error of the pipeline's own (:class:`~deepinterestgr.errors.PipelineError`: bad params,
+3. the stage computes with ``base.num_threads`` CPU threads (set before torch loads): the
+   order of floating-point sums, hence the last bits of every result, depends on it;
+4. an error of the pipeline's own (:class:`~deepinterestgr.errors.PipelineError`: bad params,
    a malformed record, a missing key, too many failed answers) or a missing file ends the
    stage with one line on stderr and exit status 1 instead of a traceback.
 """
@@ -40,10 +42,20 @@ def begin(
 ) -> None:
     """One-line errors from here on, every params section checked, the stage's lock taken."""
     report_errors_in_one_line(stage)
-    params.load_all(params_file)
+    sections = params.load_all(params_file)
+    use_threads(sections["base"].num_threads)
     # Under accelerate/torchrun every rank runs the script; rank 0 writes the outputs.
     if int(os.environ.get("RANK", "0")) == 0:
         lock_stage(stage, lock_dir)
+
+
+def use_threads(count: int) -> None:
+    """Run every CPU kernel on ``count`` threads: through the environment for libraries not yet
+    loaded (OpenMP reads it once), and through torch itself if it already is."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = str(count)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
 
 
 def lock_stage(stage: str, lock_dir: str | Path = LOCK_DIR) -> Path:
