@@ -269,6 +269,7 @@ def train_grpo(
         save_strategy="no",
         disable_tqdm=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinned pages only help a GPU copy
     )
     budget = TimeBudget(config.max_minutes)
     callbacks: list[TrainerCallback] = [budget]

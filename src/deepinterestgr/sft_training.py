@@ -144,6 +144,7 @@ def train_sft(
         save_only_model=True,
         save_total_limit=1,
         max_length=None,  # examples are built within the model's context already
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinned pages only help a GPU copy
         **trainer_args,
     )
     budget = TimeBudget(max_minutes)

@@ -12,7 +12,10 @@ imports (torch and transformers take seconds), so that:
    The kernel drops the lock when its holder dies, even by ``kill -9``: no stale lock to clear;
 3. the stage computes with ``base.num_threads`` CPU threads (set before torch loads): the
    order of floating-point sums, hence the last bits of every result, depends on it;
-4. an error of the pipeline's own (:class:`~deepinterestgr.errors.PipelineError`: bad params,
+4. progress bars show waits a person sits through (training, encoding, decoding) without
+   flooding a log: off a terminal they redraw at most every 30 s, and the sub-second bars of
+   loading and saving a model stay off;
+5. an error of the pipeline's own (:class:`~deepinterestgr.errors.PipelineError`: bad params,
    a malformed record, a missing key, too many failed answers) or a missing file ends the
    stage with one line on stderr and exit status 1 instead of a traceback.
 """
@@ -44,6 +47,7 @@ def begin(
     report_errors_in_one_line(stage)
     sections = params.load_all(params_file)
     use_threads(sections["base"].num_threads)
+    quiet_progress_bars(interactive=sys.stderr.isatty())
     # Under accelerate/torchrun every rank runs the script; rank 0 writes the outputs.
     if int(os.environ.get("RANK", "0")) == 0:
         lock_stage(stage, lock_dir)
@@ -56,6 +60,13 @@ def use_threads(count: int) -> None:
         os.environ[variable] = str(count)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(count)
+
+
+def quiet_progress_bars(interactive: bool) -> None:
+    """See point 4 of the module docstring; both libraries read these when they load."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers' load / save bars
+    if not interactive:
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
 
 
 def lock_stage(stage: str, lock_dir: str | Path = LOCK_DIR) -> Path:
