@@ -19,9 +19,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import anthropic
-import openai
-
 from deepinterestgr.errors import PipelineError
 from deepinterestgr.prompts import ANSWER_SCHEMA, SCHEMA_NAME, ImagePart, Prompt, repair_message
 
@@ -83,6 +80,10 @@ def read_api_key(settings: LLMSettings) -> str:
 
 def make_client(settings: LLMSettings) -> Any:
     """An async SDK client with its own retries off (mining retries with backoff)."""
+    # The SDKs load here, not at import: a pipeline without LLM backends never pays for them.
+    import anthropic
+    import openai
+
     key = read_api_key(settings)
     if settings.provider == "anthropic":
         return anthropic.AsyncAnthropic(
@@ -258,6 +259,9 @@ def _retry_after(headers: Any) -> float | None:
 def classify_error(err: BaseException) -> Transient | None:
     """A :class:`Transient` for errors worth retrying (429, 408, 409, 5xx, timeouts, lost
     connections); None for permanent ones (bad request, auth), which must fail loudly."""
+    import anthropic
+    import openai
+
     for sdk in (anthropic, openai):
         if isinstance(err, sdk.APITimeoutError):
             return Transient("timeout", None)
