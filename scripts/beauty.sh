@@ -16,7 +16,7 @@ overrides=(
   -S rqvae.codebook_size=256
   -S baselines.sasrec.hidden_size=64 -S baselines.sasrec.num_heads=2
   -S baselines.sasrec.feedforward_size=256 -S baselines.sasrec.dropout=0.5
-  -S baselines.sasrec.max_len=50 -S baselines.sasrec.batch_size=256
+  -S baselines.sasrec.max_len=50 -S baselines.sasrec.batch_size=128
   -S baselines.sasrec.learning_rate=0.002 -S baselines.sasrec.max_epochs=45
   -S baselines.sasrec.patience=8
   -S sft.model_config.hidden_size=128 -S sft.model_config.num_attention_heads=4
