@@ -73,7 +73,9 @@ def main() -> None:
         return f"test_exclude_history_{str(not flag).lower()}"
 
     protocol = evaluate.exclude_history
-    ours = test_by_setting(SASRecRanker(load_checkpoint(SASREC)), users, evaluate.ks, config.eval_batch_size)
+    ours = test_by_setting(
+        SASRecRanker(load_checkpoint(SASREC)), users, evaluate.ks, config.eval_batch_size
+    )
     report = {
         "exclude_history": protocol,
         "num_users": len(users),
