@@ -10,15 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME="${NAME:-beauty}"
+source scripts/beauty_sasrec.sh  # the SASRec overrides (array sasrec)
 overrides=(
   -S download.source=benchmark -S download.local_dir=../shared/data/amazon/beauty
   -S 'mine.backends=[precomputed]'
   -S rqvae.codebook_size=256
-  -S baselines.sasrec.hidden_size=64 -S baselines.sasrec.num_heads=2
-  -S baselines.sasrec.feedforward_size=256 -S baselines.sasrec.dropout=0.5
-  -S baselines.sasrec.max_len=50 -S baselines.sasrec.batch_size=128
-  -S baselines.sasrec.learning_rate=0.002 -S baselines.sasrec.max_epochs=45
-  -S baselines.sasrec.patience=8
+  "${sasrec[@]}"
   -S sft.model_config.hidden_size=128 -S sft.model_config.num_attention_heads=4
   -S sft.model_config.num_key_value_heads=4 -S sft.model_config.intermediate_size=512
   -S sft.task_weights.interests_to_sid=0.5 -S sft.task_weights.sid_to_interests=0.25
