@@ -14,6 +14,10 @@ of ``data/download`` and scores them twice:
 With ``exclude_history=false`` both evaluations must agree up to ties between equal scores, so
 every peer run also cross-checks our evaluation code against an independent one.
 
+Known limit of cornac 3.0.1: its validation score (``model_selection="best"``) skips items
+unknown to training, so a validation target never seen in training gives NDCG NaN, the mean
+is NaN, and the model silently keeps its last epoch (51 such users on Amazon Beauty).
+
 Mapping: user ``u`` is cornac user ``str(u)``, item ``i`` cornac item ``str(i)``; a sequence's
 position is its timestamp, so cornac's stable chronological sort keeps our order. cornac
 numbers items in order of first appearance (training part first), which
