@@ -12,15 +12,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NAME="${NAME:-beauty}"
+source scripts/beauty_sasrec.sh  # the SASRec overrides (array sasrec)
 overrides=(
   -S download.source=benchmark -S download.local_dir=../shared/data/amazon/beauty
   -S 'mine.backends=[precomputed]'
   -S rqvae.codebook_size=256
-  -S baselines.sasrec.hidden_size=64 -S baselines.sasrec.num_heads=2
-  -S baselines.sasrec.feedforward_size=256 -S baselines.sasrec.dropout=0.5
-  -S baselines.sasrec.max_len=50 -S baselines.sasrec.batch_size=128
-  -S baselines.sasrec.learning_rate=0.002 -S baselines.sasrec.max_epochs=45
-  -S baselines.sasrec.patience=8
+  "${sasrec[@]}"
   -S sft.max_history=50 -S sft.selection.users=2000 -S sft.selection.patience=6
   -S sft.max_minutes=60
   -S sft.trainer.num_train_epochs=30 -S sft.trainer.per_device_train_batch_size=128

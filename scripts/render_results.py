@@ -5,6 +5,8 @@
 
 A recorded run is a folder ``results/<run>/`` holding the run's ``params.yaml``, its
 ``metrics/*.json`` and ``commands.sh`` (the exact commands), and optionally ``note.txt``.
+Peers (``metrics/peers.json``: other libraries' models on the same split and protocol) follow
+the run's own rankers, and their note says they are peers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from deepinterestgr.reporting import (
     replace_between_markers,
     rows_from_bench_summary,
     rows_from_metrics,
+    rows_from_peers,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +35,7 @@ def recorded_rows(results: Path) -> list:
     for run in sorted(p for p in results.iterdir() if p.is_dir()):
         evaluation = run / "metrics" / "eval.json"
         baselines = run / "metrics" / "baselines.json"
+        peers = run / "metrics" / "peers.json"
         note = (run / "note.txt").read_text().strip() if (run / "note.txt").exists() else ""
         if (run / "summary.json").exists():  # a bench run: work folders, not one pipeline
             rows.extend(rows_from_bench_summary(run.name, read_json(run / "summary.json"), note))
@@ -44,6 +48,8 @@ def recorded_rows(results: Path) -> list:
                 note,
             )
         )
+        if peers.exists():  # other libraries' models, after ours, on the same protocol
+            rows.extend(rows_from_peers(run.name, read_json(peers), note))
     return rows
 
 

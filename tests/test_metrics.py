@@ -7,7 +7,16 @@ import math
 import numpy as np
 import pytest
 
-from deepinterestgr.metrics import NOT_RANKED, hit_rate, ndcg, ranking_metrics, target_ranks
+from deepinterestgr.metrics import (
+    NOT_RANKED,
+    hit_rate,
+    ndcg,
+    paired_bootstrap,
+    ranking_metrics,
+    target_ranks,
+    user_hits,
+    user_ndcg,
+)
 
 # Four users whose targets sit at ranks 0, 2 and 5, and one whose target is absent.
 RANKS = np.array([0, 2, 5, NOT_RANKED])
@@ -58,3 +67,33 @@ def test_target_ranks_finds_positions_and_marks_absent_targets():
 def test_bad_input_is_rejected(ranks, k, message):
     with pytest.raises(ValueError, match=message):
         hit_rate(ranks, k)
+
+
+def test_per_user_values_average_to_the_metrics():
+    np.testing.assert_allclose(user_hits(RANKS, 6), [1, 1, 1, 0])
+    np.testing.assert_allclose(user_ndcg(RANKS, 3), [1, 0.5, 0, 0])
+
+
+def test_paired_bootstrap_of_a_constant_difference_is_that_difference():
+    # Every user gains exactly 0.25: every resample's mean difference is 0.25.
+    a, b = np.array([0.5, 1.0, 0.25]), np.array([0.25, 0.75, 0.0])
+    interval = paired_bootstrap(a, b, resamples=200, confidence=0.95, seed=0)
+    assert interval.difference == pytest.approx(0.25)
+    assert interval.low == pytest.approx(0.25)
+    assert interval.high == pytest.approx(0.25)
+
+
+def test_paired_bootstrap_of_two_users_matches_the_hand_worked_distribution():
+    # Differences [1, 0]: a resample of two users has mean 0 (p = 1/4), 0.5 (p = 1/2) or
+    # 1 (p = 1/4). The central 95 % therefore spans [0, 1]; the central 40 % (quantiles 0.3
+    # and 0.7) lies inside the middle mass at 0.5.
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 0.0])
+    wide = paired_bootstrap(a, b, resamples=20_000, confidence=0.95, seed=1)
+    narrow = paired_bootstrap(a, b, resamples=20_000, confidence=0.4, seed=1)
+    assert (wide.difference, wide.low, wide.high) == (0.5, 0.0, 1.0)
+    assert (narrow.low, narrow.high) == (0.5, 0.5)
+
+
+def test_paired_bootstrap_rejects_unpaired_input():
+    with pytest.raises(ValueError, match="one length"):
+        paired_bootstrap(np.zeros(3), np.zeros(4), resamples=10, confidence=0.95, seed=0)

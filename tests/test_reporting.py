@@ -10,6 +10,7 @@ from deepinterestgr.reporting import (
     replace_between_markers,
     rows_from_bench_summary,
     rows_from_metrics,
+    rows_from_peers,
 )
 
 EVAL = {
@@ -88,3 +89,16 @@ def test_experiment_rows_take_named_experiments_only_and_skip_unevaluated():
         ("full", "sft"),
         ("full", "grpo"),
     ]
+
+
+def test_peer_rows_follow_the_run_protocol_and_say_they_are_peers():
+    peers = {
+        "exclude_history": True,
+        "reference": {"sasrec": {"test": {"hr@10": 0.07}}},
+        "peers": {"sasrec": {"test": {"hr@10": 0.06}, "test_cornac_eval": {"hr@10": 0.05}}},
+    }
+    rows = rows_from_peers("beauty-peers", peers, "one core")
+    assert [(r.ranker, r.metrics["hr@10"], r.note) for r in rows] == [
+        ("sasrec (cornac peer)", 0.06, "peer: cornac sasrec; one core")
+    ]
+    assert rows_from_peers("synthetic", {"exclude_history": True, "peers": {}}) == []

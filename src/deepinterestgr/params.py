@@ -78,6 +78,25 @@ class BaselinesParams:
     sasrec: SASRecParams  # SASRec (Kang & McAuley 2018) trained with full softmax cross-entropy
 
 
+# --------------------------------------------------------------------------- peers
+
+
+@dataclass(frozen=True)
+class BootstrapParams:
+    resamples: int  # bootstrap draws of the users (with replacement)
+    confidence: float  # central share of the draws the interval spans, e.g. 0.95
+    k: int  # cut-off of the HR@K / NDCG@K differences that get an interval
+
+
+@dataclass(frozen=True)
+class PeersParams:
+    run: tuple[str, ...]  # cornac models to train: sasrec, bert4rec, gru4rec, tiger; () = none
+    num_threads: int  # torch CPU threads (0 = torch's default, all cores)
+    eval_batch_size: int  # users ranked together by our evaluation
+    bootstrap: BootstrapParams  # paired bootstrap of each peer against our SASRec
+    models: dict[str, dict[str, Any]]  # per peer: keyword arguments for cornac's model class
+
+
 # --------------------------------------------------------------------------- mine
 
 
@@ -313,6 +332,7 @@ SECTIONS: dict[str, type] = {
     "base": BaseParams,
     "download": DownloadParams,
     "baselines": BaselinesParams,
+    "peers": PeersParams,
     "mine": MineParams,
     "label": LabelParams,
     "embed": EmbedParams,

@@ -50,6 +50,20 @@ def rows_from_metrics(
     return rows
 
 
+def rows_from_peers(run: str, peers: Mapping[str, Any], note: str = "") -> list[ResultRow]:
+    """Rows for the peers of one run (``metrics/peers.json``), ranker ``"<peer> (cornac peer)"``.
+
+    Their ``test`` metrics follow the run's ``exclude_history`` like every other row; the note
+    says they are peers, so a reader never mistakes another library's model for ours.
+    """
+    rows = []
+    for name, peer in (peers.get("peers") or {}).items():
+        if isinstance(peer, Mapping) and "test" in peer:
+            label = f"peer: cornac {name}" + (f"; {note}" if note else "")
+            rows.append(ResultRow(run, f"{name} (cornac peer)", peer["test"], label))
+    return rows
+
+
 def rows_from_bench_summary(
     run: str, summary: Mapping[str, Any], note: str = ""
 ) -> list[ResultRow]:

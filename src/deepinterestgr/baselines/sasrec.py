@@ -211,6 +211,7 @@ class TrainingResult(NamedTuple):
     best_valid_ndcg: float
     epochs_run: int
     wall_time_s: float  # training plus per-epoch validation
+    cpu_time_s: float  # CPU seconds of this process over the same span (all its threads)
     history: list[EpochLog]
 
 
@@ -247,7 +248,7 @@ def train_sasrec(
     )
     history: list[EpochLog] = []
     best_state, best_epoch, best_ndcg = copy.deepcopy(model.state_dict()), 0, -1.0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for epoch in range(1, config.max_epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
@@ -294,5 +295,6 @@ def train_sasrec(
         best_valid_ndcg=best_ndcg,
         epochs_run=len(history),
         wall_time_s=time.perf_counter() - started,
+        cpu_time_s=time.process_time() - cpu_started,
         history=history,
     )

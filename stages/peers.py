@@ -1,0 +1,125 @@
+"""Stage ``peers``: independent recommenders from the cornac library, beside our baselines.
+
+Reads ``data/download/items.jsonl``, ``data/download/users.jsonl`` and our SASRec
+``data/baselines/sasrec.pt``. Writes ``metrics/peers.json``: for every peer in ``peers.run``,
+its test HR@K / NDCG@K by our evaluation under the protocol's ``exclude_history`` (``test``) and
+under the other setting, by cornac's own evaluation (``test_cornac_eval``: seen items kept),
+the largest per-user disagreement between cornac's and our evaluation with seen items kept,
+the paired-bootstrap interval of peer minus our SASRec under both settings, and its training
+wall and CPU time; our SASRec's test metrics under both settings as the reference.
+With ``peers.run: []`` (the default) it writes an empty report and never imports cornac.
+Params: ``base.seed``, ``peers``, ``evaluate.ks``, ``evaluate.exclude_history``, and
+``embed.encoder`` / ``text`` / ``normalize`` / ``batch_size`` (TIGER's item vectors only).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deepinterestgr import params
+from deepinterestgr.baselines.peers import (
+    CornacRanker,
+    build_peer,
+    check_peers,
+    cornac_evaluation,
+    difference_intervals,
+    fit_peer,
+    largest_disagreement,
+    leave_last_out,
+)
+from deepinterestgr.baselines.sasrec import SASRecRanker, load_checkpoint
+from deepinterestgr.embedding import evidence_text, sentence_encoder
+from deepinterestgr.evaluation import Ranker, evaluate_ranker
+from deepinterestgr.io import DatasetFiles, read_items, read_users, write_json
+from deepinterestgr.metrics import user_hits, user_ndcg
+from deepinterestgr.seeding import seed_everything
+
+INPUT = DatasetFiles(Path("data/download"))
+SASREC = Path("data/baselines/sasrec.pt")
+METRICS = Path("metrics/peers.json")
+SETTINGS = (True, False)  # exclude_history: our protocol's default, then cornac's
+
+
+def test_by_setting(ranker: Ranker, users, ks, batch_size: int) -> dict:
+    return {flag: evaluate_ranker(ranker, users, "test", ks, flag, batch_size) for flag in SETTINGS}
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    base, config, evaluate = params.load("base"), params.load("peers"), params.load("evaluate")
+    check_peers(config.run, config.models)  # before reading data or training anything
+    if not config.run:
+        write_json(METRICS, {"exclude_history": evaluate.exclude_history, "peers": {}})
+        logging.info("peers.run is empty: nothing to train; wrote %s", METRICS)
+        return
+    seed_everything(base.seed)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+
+    items, users = read_items(INPUT.items), read_users(INPUT.users)
+    logging.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
+    features = None
+    if "tiger" in config.run:  # TIGER quantises content vectors: the item text, no interests
+        embed = params.load("embed")
+        encode = sentence_encoder(embed.encoder, embed.normalize, embed.batch_size)
+        features = np.asarray(encode([evidence_text(item, embed.text) for item in items]))
+    method = leave_last_out(users, base.seed, features)
+
+    def other(flag: bool) -> str:
+        return f"test_exclude_history_{str(not flag).lower()}"
+
+    protocol = evaluate.exclude_history
+    ours = test_by_setting(
+        SASRecRanker(load_checkpoint(SASREC)), users, evaluate.ks, config.eval_batch_size
+    )
+    report = {
+        "exclude_history": protocol,
+        "num_users": len(users),
+        "num_items": len(items),
+        "num_items_known_to_cornac": len(method.global_iid_map),
+        "reference": {
+            "sasrec": {
+                "test": ours[protocol].to_dict(),
+                other(protocol): ours[not protocol].to_dict(),
+            }
+        },
+        "peers": {},
+    }
+    for name in config.run:
+        logging.info("peer %s: training cornac's model", name)
+        fit = fit_peer(build_peer(name, config.models[name], base.seed), method)
+        ranker = CornacRanker(fit.model, method.global_iid_map, len(items))
+        theirs = cornac_evaluation(fit.model, method, users, evaluate.ks)
+        mine = test_by_setting(ranker, users, evaluate.ks, config.eval_batch_size)
+        kept = mine[False].ranks
+        per_user = {
+            f"{kind}@{k}": f(kept, k)
+            for k in evaluate.ks
+            for kind, f in (("hr", user_hits), ("ndcg", user_ndcg))
+        }
+        b = config.bootstrap
+        report["peers"][name] = {
+            "test": mine[protocol].to_dict(),
+            other(protocol): mine[not protocol].to_dict(),
+            "test_cornac_eval": {**theirs.metrics, "exclude_history": False},
+            "cornac_eval_max_user_difference": largest_disagreement(per_user, theirs.per_user),
+            "vs_sasrec": {
+                f"exclude_history_{str(flag).lower()}": difference_intervals(
+                    ours[flag].ranks, mine[flag].ranks, b.k, b.resamples, b.confidence, base.seed
+                )
+                for flag in SETTINGS
+            },
+            "train_wall_time_s": round(fit.wall_time_s, 1),
+            "train_cpu_time_s": round(fit.cpu_time_s, 1),
+        }
+        logging.info("peer %s: %s", name, report["peers"][name]["vs_sasrec"])
+    write_json(METRICS, report)
+    logging.info("wrote %s", METRICS)
+
+
+if __name__ == "__main__":
+    main()
