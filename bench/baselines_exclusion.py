@@ -15,8 +15,6 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 from deepinterestgr import params
 from deepinterestgr.baselines.popularity import PopularityRanker
 from deepinterestgr.baselines.sasrec import SASRecRanker, load_checkpoint
@@ -28,8 +26,6 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = params.load("baselines")
     evaluate = params.load("evaluate")
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
     users = read_users(Path("data/download/users.jsonl"))
     rankers = {
         "popularity": PopularityRanker(load_array("data/baselines/popularity.npy")),

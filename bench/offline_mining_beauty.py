@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from deepinterestgr import io
+from deepinterestgr import io, params
 from deepinterestgr.interest_merge import merge_many
 from deepinterestgr.offline_miner import mine_items_offline, mine_users_offline
 from deepinterestgr.precomputed import read_precomputed
@@ -67,7 +67,7 @@ def main() -> None:
     encode_texts(["warm up"], BUNDLED_MINILM)  # model load is not mining time
 
     start = time.perf_counter()
-    item_rows = mine_items_offline(items, users, max_descriptors=5, encoder=BUNDLED_MINILM)
+    item_rows = mine_items_offline(items, users, 5, BUNDLED_MINILM, params.load("mine").offline)
     item_seconds = time.perf_counter() - start
     start = time.perf_counter()
     user_rows = mine_users_offline(users, item_rows, max_descriptors=10)

@@ -17,8 +17,6 @@ begin("baselines")  # all params checked, outputs locked: before the slow import
 import logging
 from pathlib import Path
 
-import torch
-
 from deepinterestgr import params
 from deepinterestgr.baselines.popularity import PopularityRanker, training_counts
 from deepinterestgr.baselines.sasrec import SASRecRanker, save_checkpoint, train_sasrec
@@ -62,8 +60,6 @@ def main() -> None:
     config = params.load("baselines")
     evaluate = params.load("evaluate")
     seed_everything(base.seed)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
 
     items = read_items(INPUT.items)
     users = read_users(INPUT.users)

@@ -14,11 +14,14 @@ Params: ``base.seed``, ``peers``, ``evaluate.ks``, ``evaluate.exclude_history``,
 
 from __future__ import annotations
 
+from deepinterestgr.stage_guard import begin
+
+begin("peers")  # all params checked, outputs locked: before the slow imports below
+
 import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from deepinterestgr import params
 from deepinterestgr.baselines.peers import (
@@ -57,8 +60,6 @@ def main() -> None:
         logging.info("peers.run is empty: nothing to train; wrote %s", METRICS)
         return
     seed_everything(base.seed)
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
 
     items, users = read_items(INPUT.items), read_users(INPUT.users)
     logging.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,43 @@ def test_every_stage_declares_existing_sections_and_its_own_files():
             section = entry.split(".")[0] if isinstance(entry, str) else None
             assert section in SECTIONS, f"stage {name} declares unknown params '{entry}'"
         assert "base" in stage.get("params", []), f"stage {name} must declare the base section"
+
+
+def library_imports(path: Path) -> set[str]:
+    """Modules of deepinterestgr that ``path`` imports, directly or through each other."""
+    found: set[str] = set()
+    pending = [path]
+    while pending:
+        tree = ast.parse(pending.pop().read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if not name.startswith("deepinterestgr") or name in found:
+                    continue
+                file = ROOT / "src" / Path(*name.split("."))
+                for candidate in (file.with_suffix(".py"), file / "__init__.py"):
+                    if candidate.exists():
+                        found.add(name)
+                        pending.append(candidate)
+    return found
+
+
+def test_every_stage_depends_on_every_library_module_it_imports():
+    """DVC reruns a stage only for what it declares: a module imported (even through another
+    module) but missing from deps would leave the stage's outputs stale after a change."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        needed = {
+            str((ROOT / "src" / Path(*module.split("."))).with_suffix(".py").relative_to(ROOT))
+            for module in library_imports(ROOT / f"stages/{name}.py")
+            if (ROOT / "src" / Path(*module.split("."))).with_suffix(".py").exists()
+        }
+        missing = sorted(needed - set(stage["deps"]))
+        assert not missing, f"stage {name} imports but does not depend on {missing}"
 
 
 @pytest.mark.parametrize("rate", [".nan", ".inf", "1e400", float("nan"), 10**400])

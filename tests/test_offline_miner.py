@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from deepinterestgr.io import Interest, Item, ItemInterests, UserSequence
 from deepinterestgr.offline_miner import (
-    OfflineSettings,
     category_phrases,
     co_purchase_matrix,
     item_text,
@@ -18,7 +19,11 @@ from deepinterestgr.offline_miner import (
     own_candidates,
     text_ngrams,
 )
+from deepinterestgr.params import load
 from deepinterestgr.text_encoder import BUNDLED_MINILM
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = load("mine", ROOT / "params.yaml").offline  # the project's offline miner params
 
 NAILS = ("Beauty", "Makeup", "Nails", "Nail Polish")
 SHAMPOO = ("Beauty", "Hair Care", "Shampoos")
@@ -50,7 +55,7 @@ USERS = [
 
 @pytest.fixture(scope="module")
 def mined() -> list[ItemInterests]:
-    return mine_items_offline(ITEMS, USERS, 4, BUNDLED_MINILM)
+    return mine_items_offline(ITEMS, USERS, 4, BUNDLED_MINILM, SETTINGS)
 
 
 def test_text_ngrams_by_hand():
@@ -121,7 +126,7 @@ def test_records_are_offline_lowercase_short_and_strongest_first(mined):
 
 
 def test_same_inputs_same_outputs(mined):
-    assert mine_items_offline(ITEMS, USERS, 4, BUNDLED_MINILM) == mined
+    assert mine_items_offline(ITEMS, USERS, 4, BUNDLED_MINILM, SETTINGS) == mined
 
 
 def _held_out_changed(users: list[UserSequence]) -> list[UserSequence]:
@@ -133,14 +138,14 @@ def _held_out_changed(users: list[UserSequence]) -> list[UserSequence]:
 
 
 def test_held_out_items_do_not_change_item_interests(mined):
-    assert mine_items_offline(ITEMS, _held_out_changed(USERS), 4, BUNDLED_MINILM) == mined
+    assert mine_items_offline(ITEMS, _held_out_changed(USERS), 4, BUNDLED_MINILM, SETTINGS) == mined
 
 
 def test_co_purchases_propose_paired_phrases_from_training_only():
     # Item 3 (cuticle oil) is bought right after two nail polishes in training: it gets a
     # "paired with nail polish" candidate. When the same polishes are only validation or
     # test targets, it must not.
-    settings = OfflineSettings(min_support=2, window=1)
+    settings = dataclasses.replace(SETTINGS, min_support=2, window=1)
     in_train = [
         UserSequence(0, "u0", (0, 3, 4, 5)),
         UserSequence(1, "u1", (2, 3, 6, 7)),
@@ -200,7 +205,8 @@ def test_item_text_by_hand():
 
 
 def test_encoded_item_texts_give_valid_records_too(mined):
-    rows = mine_items_offline(ITEMS, USERS, 4, BUNDLED_MINILM, OfflineSettings(item_text_chars=80))
+    wider = dataclasses.replace(SETTINGS, item_text_chars=80)
+    rows = mine_items_offline(ITEMS, USERS, 4, BUNDLED_MINILM, wider)
     assert [row.item_id for row in rows] == list(range(len(ITEMS)))
     for row, centroid_row in zip(rows, mined, strict=True):
         assert row.offline and 1 <= len(row.interests) <= 4
@@ -218,7 +224,7 @@ def test_candidates_need_two_brands_unless_nothing_else_is_left():
         Item(2, "c", "Nail Polish Red", "Glossa", bath),
         Item(3, "d", "Nail Polish Blue", None, bath),  # unknown brand: counted as "nail"
     ]
-    assert own_candidates(items, OfflineSettings(min_df=2)) == [
+    assert own_candidates(items, dataclasses.replace(SETTINGS, min_df=2)) == [
         ["lemon scrub", "zesty lemon", "zesty lemon scrub"],  # nothing shared: all its own
         ["nail polish"],  # "polish red": one brand (Glossa) twice, a product-line name
         ["nail polish"],

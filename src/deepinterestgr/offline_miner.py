@@ -43,7 +43,6 @@ import logging
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import sparse
@@ -51,6 +50,7 @@ from tqdm import tqdm
 
 from deepinterestgr import io
 from deepinterestgr.interest_merge import dedupe_key
+from deepinterestgr.params import OfflineMinerParams
 from deepinterestgr.text_encoder import encode_texts
 
 logger = logging.getLogger(__name__)
@@ -78,30 +78,6 @@ _TOKEN = re.compile(r"[\w'\-]+|\S")
 _BODY_AREAS = frozenset(("face", "eyes", "lips", "nails", "body", "hands", "feet", "hair", "skin"))
 _PAIRED = "paired with "
 _MIN_WORDS, _MAX_WORDS = 2, 7
-
-
-@dataclass(frozen=True)
-class OfflineSettings:
-    """Tunables of the offline miner (defaults: the values used for Amazon Beauty)."""
-
-    min_df: int = 2  # keep an n-gram only when this many brands use it (see own_candidates)
-    ngram_max: int = 3  # longest n-gram (shortest is 2 words)
-    window: int = 3  # co-purchase partners: items within this many positions in a history
-    min_support: int = 2  # partners that must propose a phrase before "paired with" it
-    min_lift: float = 3.0  # ... and its share among partners over its catalogue share
-    context_weight: float = 0.3  # weight of the co-purchase context in a candidate's score
-    co_purchase_discount: float = 0.8  # factor on "paired with" candidates' scores
-    min_paired_score: float = 0.35  # "paired with" candidates scoring less are dropped
-    # confidence = score * this: a phrase's cosine to its own item runs high (0.6-0.95) though
-    # it is surface evidence, so it should not outrank an LLM's reasoned interest in a merge
-    confidence_scale: float = 0.7
-    diversity: float = 0.3  # MMR trade-off: 0 = pure relevance, 1 = pure novelty
-    duplicate_threshold: float = 0.8  # cosine at or above which two phrases are one
-    description_chars: int = 500  # description prefix searched for candidate phrases
-    # Item vector: 0 = mean of its candidate phrase vectors (no extra encoder pass, the
-    # default for speed); > 0 = its text (item_text) cut at this many characters, encoded.
-    item_text_chars: int = 0
-    batch_size: int = 256  # encoder batch size
 
 
 # --------------------------------------------------------------------------- candidates
@@ -198,7 +174,7 @@ def item_text(item: io.Item, max_chars: int) -> str:
     return ". ".join(part for part in parts if part)[:max_chars]
 
 
-def own_candidates(items: Sequence[io.Item], settings: OfflineSettings) -> list[list[str]]:
+def own_candidates(items: Sequence[io.Item], settings: OfflineMinerParams) -> list[list[str]]:
     """Per item, its sorted candidate phrases: category phrases and the n-grams that at least
     ``min_df`` brands use.
 
@@ -278,7 +254,7 @@ def _paired_phrases(
     own: set[str],
     catalogue_count: Counter[str],
     num_items: int,
-    settings: OfflineSettings,
+    settings: OfflineMinerParams,
 ) -> list[str]:
     """Phrases of co-purchase partners that are over-represented among them (sorted).
 
@@ -312,7 +288,7 @@ def _score(
     vectors: np.ndarray,
     item_vector: np.ndarray,
     context_vector: np.ndarray,
-    settings: OfflineSettings,
+    settings: OfflineMinerParams,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Step 3 for one item: ``(phrases, vectors [P, d], scores [P])`` of the kept candidates.
 
@@ -333,7 +309,7 @@ def _select(
     scores: np.ndarray,
     vectors: np.ndarray,
     max_descriptors: int,
-    settings: OfflineSettings,
+    settings: OfflineMinerParams,
 ) -> list[tuple[str, float]]:
     """Maximal marginal relevance over one item's candidates; returns (phrase, score)."""
     chosen: list[int] = []
@@ -365,7 +341,7 @@ def mine_items_offline(
     users: Sequence[io.UserSequence],
     max_descriptors: int,
     encoder: str,
-    settings: OfflineSettings = OfflineSettings(),
+    settings: OfflineMinerParams,
 ) -> list[io.ItemInterests]:
     """Mine up to ``max_descriptors`` interests per item from text and co-purchases.
 

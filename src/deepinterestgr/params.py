@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deepinterestgr.config import ConfigError, build, load_section, load_yaml
-from deepinterestgr.offline_miner import OfflineSettings
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -74,7 +73,6 @@ class SASRecParams:
 @dataclass(frozen=True)
 class BaselinesParams:
     eval_batch_size: int  # users ranked together during evaluation
-    num_threads: int  # torch CPU threads (0 = torch's default, all cores)
     sasrec: SASRecParams  # SASRec (Kang & McAuley 2018) trained with full softmax cross-entropy
 
 
@@ -91,7 +89,6 @@ class BootstrapParams:
 @dataclass(frozen=True)
 class PeersParams:
     run: tuple[str, ...]  # cornac models to train: sasrec, bert4rec, gru4rec, tiger; () = none
-    num_threads: int  # torch CPU threads (0 = torch's default, all cores)
     eval_batch_size: int  # users ranked together by our evaluation
     bootstrap: BootstrapParams  # paired bootstrap of each peer against our SASRec
     models: dict[str, dict[str, Any]]  # per peer: keyword arguments for cornac's model class
@@ -137,6 +134,28 @@ class PrecomputedParams:
 
 
 @dataclass(frozen=True)
+class OfflineMinerParams:
+    min_df: int  # keep an n-gram only when this many brands use it (see own_candidates)
+    ngram_max: int  # longest n-gram (shortest is 2 words)
+    window: int  # co-purchase partners: items within this many positions in a history
+    min_support: int  # partners that must propose a phrase before "paired with" it
+    min_lift: float  # ... and its share among partners over its catalogue share
+    context_weight: float  # weight of the co-purchase context in a candidate's score
+    co_purchase_discount: float  # factor on "paired with" candidates' scores
+    min_paired_score: float  # "paired with" candidates scoring less are dropped
+    # confidence = score * this: a phrase's cosine to its own item runs high (0.6-0.95) though
+    # it is surface evidence, so it should not outrank an LLM's reasoned interest in a merge
+    confidence_scale: float
+    diversity: float  # MMR trade-off: 0 = pure relevance, 1 = pure novelty
+    duplicate_threshold: float  # cosine at or above which two phrases are one
+    description_chars: int  # description prefix searched for candidate phrases
+    # Item vector: 0 = mean of its candidate phrase vectors (no extra encoder pass, the default
+    # for speed); > 0 = its text (item_text) cut at this many characters, encoded.
+    item_text_chars: int
+    batch_size: int  # encoder batch size
+
+
+@dataclass(frozen=True)
 class MineParams:
     backends: tuple[str, ...]  # run in order and merged: names in llms, offline, precomputed
     max_descriptors: int  # descriptors kept per item and per user after merging
@@ -150,7 +169,7 @@ class MineParams:
     max_consecutive_failures: int  # a backend stops after this many failed answers in a row
     spending_cap_usd: float  # hard cap per run: a request starts only if its maximum cost fits
     cache_dir: str  # persistent answer cache (outside data/mine: reruns never lose it)
-    offline: OfflineSettings  # offline miner tunables (help: offline_miner.OfflineSettings)
+    offline: OfflineMinerParams  # the offline (no-LLM) miner's tunables
     user_half_life: float  # user interests: age in items at which a purchase weighs half
     precomputed: PrecomputedParams  # settings of the precomputed backend
     llms: dict[str, LLMParams]  # named LLM backends; a name in backends selects one
@@ -413,7 +432,6 @@ def _validate_download(p: DownloadParams) -> Problems:
 def _validate_baselines(p: BaselinesParams) -> Problems:
     m = p.sasrec
     yield from _at_least(1, {"eval_batch_size": p.eval_batch_size})
-    yield from _at_least(0, {"num_threads": p.num_threads})
     yield from _at_least(
         1,
         {
@@ -672,6 +690,20 @@ def _validate_evaluate(p: EvaluateParams) -> Problems:
     yield from _at_least(1, {"batch_size": p.batch_size})
 
 
+def _validate_peers(p: PeersParams) -> Problems:
+    # Which names exist and whether cornac is installed is checked by the peers stage itself,
+    # before any training: a pipeline that runs no peer never imports cornac.
+    for name in p.run:
+        if name not in p.models:
+            yield "run", f"unknown peer '{name}' (known: {', '.join(p.models)})"
+    yield from _at_least(
+        1, {"eval_batch_size": p.eval_batch_size, "bootstrap.k": p.bootstrap.k,
+            "bootstrap.resamples": p.bootstrap.resamples}
+    )  # fmt: skip
+    if not 0.0 < p.bootstrap.confidence < 1.0:
+        yield "bootstrap.confidence", f"{p.bootstrap.confidence!r} is outside (0, 1)"
+
+
 # Section name -> its validator. A section without one is only loaded (keys and types).
 VALIDATORS: dict[str, Callable[[Any], Problems]] = {
     "base": _validate_base,
@@ -684,6 +716,7 @@ VALIDATORS: dict[str, Callable[[Any], Problems]] = {
     "sft": _validate_sft,
     "grpo": _validate_grpo,
     "evaluate": _validate_evaluate,
+    "peers": _validate_peers,
 }
 
 
