@@ -34,6 +34,7 @@ mkdir -p "results/$NAME/metrics" "results/$NAME/ranks" "results/$NAME/curves"
 cp params.yaml "results/$NAME/"
 cp metrics/*.json "results/$NAME/metrics/"
 cp data/evaluate/ranks/*.npy "results/$NAME/ranks/"   # per-user ranks: scripts/compare_runs.py
-cp plots/sft/validation.json "results/$NAME/curves/sft_validation.json"
+cp plots/sft/validation.json "results/$NAME/curves/sft_validation.json"  # bench/learning_curve.py
+cp data/baselines/sasrec_epochs.json "results/$NAME/curves/sasrec_epochs.json"
 printf 'NAME=%s bash scripts/beauty.sh %s\n' "$NAME" "$*" > "results/$NAME/commands.sh"
 python scripts/render_results.py
