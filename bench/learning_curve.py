@@ -1,14 +1,14 @@
 """Learning curves of one run: validation NDCG@10 / HR@10 against wall-clock minutes of
 training, for the generative model (``sft``) and the pipeline's SASRec (``baselines``).
 
-Both curves come from the same DVC run (the same machine, data and split): ``sft`` writes
-``plots/sft/validation.json`` (after every epoch: minutes since training began, the sampled
-validation ranking's metrics) and ``baselines`` writes ``data/baselines/sasrec_epochs.json``
-(per epoch: seconds, validation metrics; SASRec ranks every validation user, sft the sample of
-``sft.selection.users``, a noisier estimate of the same quantity). Give a workspace after
-``dvc repro`` (default ``.``) or a recorded run whose ``curves/`` holds copies of both files.
-Writes ``<out>/sft.json`` and ``<out>/sasrec.json`` (rows ``{minutes, epoch, ndcg@10[,
-hr@10]}``), shown with
+Both curves come from the same DVC run (same machine, data and split). ``sft`` writes
+``metrics/curves/sft_validation.json``: after every epoch, the minutes since training began
+and the validation ranking's metrics on the sample of ``sft.selection.users``. ``baselines``
+writes ``data/baselines/sasrec_epochs.json``: per epoch, its seconds and the validation
+metrics over every validation user (a less noisy estimate of the same quantity). Give a
+workspace after ``dvc repro`` (default ``.``) or a recorded run (``results/<run>/``, where the
+SASRec file sits in ``curves/``). Writes ``<out>/sft.json`` and ``<out>/sasrec.json``, rows
+``{minutes, epoch, ndcg@10[, hr@10]}``, shown with
 
     dvc plots show <out>/sft.json <out>/sasrec.json -x minutes -y ndcg@10
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from deepinterestgr.io import read_json, write_json
 
 SOURCES = {  # ranker -> (file in a workspace, file in a record's curves/)
-    "sft": (Path("plots/sft/validation.json"), Path("curves/sft_validation.json")),
+    "sft": (Path("metrics/curves/sft_validation.json"), Path("metrics/curves/sft_validation.json")),
     "sasrec": (Path("data/baselines/sasrec_epochs.json"), Path("curves/sasrec_epochs.json")),
 }
 

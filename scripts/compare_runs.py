@@ -3,9 +3,9 @@
     python scripts/compare_runs.py results/beauty-b:sft results/beauty:sft results/beauty-c:sft
     python scripts/compare_runs.py results/beauty:sasrec results/beauty:sft --k 10 --json out.json
 
-Each argument is ``FOLDER:RANKER``; the folder holds ``ranks/<ranker>_test.npy`` (int ``[U]``,
-each test user's target rank, -1 when not in the list; written by the ``evaluate`` stage under
-``data/evaluate/ranks/`` and copied into a run's record). The first argument is the reference:
+Each argument is ``FOLDER:RANKER``: a workspace after ``dvc repro`` or a recorded run, whose
+``metrics/ranks.json`` (written by the ``evaluate`` stage) holds each test user's target rank
+per ranker (-1 when not in the list). The first argument is the reference:
 every other row shows its HR@K and NDCG@K minus the reference's, with a paired percentile
 bootstrap interval over users (the same users in every run: same data, same split). Prints a
 Markdown table.
@@ -17,35 +17,37 @@ import argparse
 import json
 from pathlib import Path
 
-from deepinterestgr.io import load_array
+from deepinterestgr.io import read_ranks
 from deepinterestgr.metrics import paired_bootstrap, user_hits, user_ndcg
 
 
-def load_ranks(spec: str, split: str):
+def load_ranks(spec: str):
     folder, _, ranker = spec.rpartition(":")
     if not folder or not ranker:
         raise SystemExit(f"{spec}: expected FOLDER:RANKER, e.g. results/beauty:sft")
-    path = Path(folder) / "ranks" / f"{ranker}_{split}.npy"
+    path = Path(folder) / "metrics" / "ranks.json"
     if not path.exists():
-        raise SystemExit(f"{path}: no ranks of ranker '{ranker}' (is {folder} a recorded run?)")
-    return load_array(path)
+        raise SystemExit(f"{path}: missing (is {folder} a workspace after dvc repro or a record?)")
+    ranks = read_ranks(path)
+    if ranker not in ranks:
+        raise SystemExit(f"{path}: no ranker '{ranker}' (found: {', '.join(ranks)})")
+    return ranks[ranker]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="FOLDER:RANKER, the first is the reference")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--split", default="test", choices=["valid", "test"])
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
 
-    reference = load_ranks(args.runs[0], args.split)
+    reference = load_ranks(args.runs[0])
     rows = []
     for spec in args.runs:
-        ranks = load_ranks(spec, args.split)
+        ranks = load_ranks(spec)
         if ranks.shape != reference.shape:
             raise SystemExit(f"{spec}: {len(ranks):,} users, the reference has {len(reference):,}")
         row = {"run": spec, f"hr@{args.k}": float(user_hits(ranks, args.k).mean())}

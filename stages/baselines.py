@@ -3,7 +3,8 @@
 Reads ``data/download/items.jsonl`` and ``data/download/users.jsonl``. Writes
 ``data/baselines/popularity.npy`` (int64 ``[N]`` training counts), ``data/baselines/sasrec.pt``
 (best SASRec checkpoint), ``data/baselines/sasrec_epochs.json`` (loss and validation NDCG per
-epoch) and ``metrics/baselines.json`` (valid and test HR@K / NDCG@K of each baseline, the
+epoch), ``data/baselines/<ranker>_test_ranks.npy`` (each user's test rank, for paired
+comparisons) and ``metrics/baselines.json`` (valid and test HR@K / NDCG@K of each baseline, the
 ``exclude_history`` flag, SASRec's best epoch, epochs run and wall time).
 Params: ``base.seed``, ``baselines``, ``evaluate.ks``, ``evaluate.exclude_history``.
 """
@@ -16,6 +17,8 @@ begin("baselines")  # all params checked, outputs locked: before the slow import
 
 import logging
 from pathlib import Path
+
+import numpy as np
 
 from deepinterestgr import params
 from deepinterestgr.baselines.popularity import PopularityRanker, training_counts
@@ -39,19 +42,21 @@ METRICS = Path("metrics/baselines.json")
 
 def evaluate_splits(
     ranker: Ranker, users: list[UserSequence], evaluate: params.EvaluateParams, batch_size: int
-) -> dict[str, dict]:
-    """Valid and test metrics under the protocol, and test under the other history setting."""
+) -> tuple[dict[str, dict], np.ndarray]:
+    """Valid and test metrics under the protocol, test under the other history setting, and
+    each user's test rank under the protocol (int ``[U]``, -1 beyond max K)."""
     results = {
         split: evaluate_ranker(
             ranker, users, split, evaluate.ks, evaluate.exclude_history, batch_size
-        ).to_dict()
+        )
         for split in ("valid", "test")
     }
     other = not evaluate.exclude_history
-    results[f"test_exclude_history_{str(other).lower()}"] = evaluate_ranker(
+    report = {split: result.to_dict() for split, result in results.items()}
+    report[f"test_exclude_history_{str(other).lower()}"] = evaluate_ranker(
         ranker, users, "test", evaluate.ks, other, batch_size
     ).to_dict()
-    return results
+    return report, results["test"].ranks
 
 
 def main() -> None:
@@ -66,7 +71,9 @@ def main() -> None:
     logging.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
 
     counts = training_counts(users, len(items))
-    popularity = evaluate_splits(PopularityRanker(counts), users, evaluate, config.eval_batch_size)
+    popularity, popularity_ranks = evaluate_splits(
+        PopularityRanker(counts), users, evaluate, config.eval_batch_size
+    )
 
     trained = train_sasrec(
         users,
@@ -76,11 +83,15 @@ def main() -> None:
         config.eval_batch_size,
         base.seed,
     )
-    sasrec = evaluate_splits(SASRecRanker(trained.model), users, evaluate, config.eval_batch_size)
+    sasrec, sasrec_ranks = evaluate_splits(
+        SASRecRanker(trained.model), users, evaluate, config.eval_batch_size
+    )
     with new_folder(OUTPUT) as folder:  # swapped in whole once every file is written
         save_array(folder / "popularity.npy", counts)
         save_checkpoint(folder / "sasrec.pt", trained.model, config.sasrec)
         write_json(folder / "sasrec_epochs.json", [epoch._asdict() for epoch in trained.history])
+        save_array(folder / "popularity_test_ranks.npy", popularity_ranks)
+        save_array(folder / "sasrec_test_ranks.npy", sasrec_ranks)
 
     write_json(
         METRICS,

@@ -7,8 +7,9 @@ fails when there is none),
 ``metrics/baselines.json`` when present (the stage depends on ``data/baselines``, written
 together with it). Writes ``metrics/eval.json`` (per model and split:
 HR@K, NDCG@K, invalid / duplicate / missing beams, decoding wall time; the baselines next to
-them), ``data/evaluate/ranks/<model>_<split>.npy`` (int64 ``[U]``, each user's target rank, -1
-when not in the list: what paired comparisons between runs read) and
+them), ``metrics/ranks.json`` (each test user's target rank per ranker, the baselines' from
+``data/baselines/<ranker>_test_ranks.npy`` included: what paired comparisons between runs read,
+git-tracked like the metrics) and
 ``plots/evaluate/hr_at_k/<ranker>.json`` (test HR@K and NDCG@K by K, one file per ranker).
 Params: ``base.seed``, ``evaluate``.
 """
@@ -33,8 +34,8 @@ from deepinterestgr.io import (
     read_json,
     read_user_interests,
     read_users,
-    save_array,
     write_json,
+    write_ranks,
 )
 from deepinterestgr.seeding import seed_everything
 from deepinterestgr.sft_data import user_text
@@ -46,7 +47,8 @@ MODELS = {"sft": Path("data/sft/model"), "grpo": Path("data/grpo/model")}
 BASELINES = Path("metrics/baselines.json")
 METRICS = Path("metrics/eval.json")
 PLOTS = Path("plots/evaluate/hr_at_k")
-RANKS = Path("data/evaluate/ranks")
+RANKS = Path("metrics/ranks.json")
+BASELINE_RANKS = Path("data/baselines")
 
 
 def main() -> None:
@@ -89,7 +91,8 @@ def main() -> None:
                 user_texts,
             )
             report[name][split] = evaluation.to_dict()
-            ranks[f"{name}_{split}"] = evaluation.result.ranks
+            if split == "test":
+                ranks[name] = evaluation.result.ranks
         test_metrics[name] = report[name]["test"]
 
     if BASELINES.exists():
@@ -98,10 +101,10 @@ def main() -> None:
             if name in baselines:
                 report[name] = {split: baselines[name][split] for split in ("valid", "test")}
                 test_metrics[name] = baselines[name]["test"]
+                if (BASELINE_RANKS / f"{name}_test_ranks.npy").exists():
+                    ranks[name] = load_array(BASELINE_RANKS / f"{name}_test_ranks.npy")
     write_json(METRICS, report)
-    with new_folder(RANKS) as folder:
-        for key, values in ranks.items():
-            save_array(folder / f"{key}.npy", values)
+    write_ranks(RANKS, "test", ranks)
     with new_folder(PLOTS) as plots:
         for name, metrics in test_metrics.items():
             write_json(plots / f"{name}.json", hr_by_k_rows(metrics, config.ks))

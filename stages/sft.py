@@ -5,8 +5,9 @@ Reads ``data/download/{items,users}.jsonl``, ``data/rqvae/codes.npy`` (int64 ``[
 ``data/mine/users.jsonl`` (user interests from training histories; may be empty). Writes
 ``data/sft/model/`` (model, tokenizer, ``recommender.json``), the training curves
 ``dvclive/sft/``, ``metrics/sft.json`` (the selection metric of the kept checkpoint, steps,
-epochs, wall time, example counts, parameter count) and ``plots/sft/validation.json`` (every
-evaluation: epoch, step, wall-clock minutes, validation loss and ranking metrics).
+epochs, wall time, example counts, parameter count) and ``metrics/curves/sft_validation.json``
+(every evaluation: epoch, step, wall-clock minutes, validation loss and ranking metrics; a
+git-tracked DVC plot, so every experiment keeps its learning curve).
 Params: ``base.seed``, ``sft``, and the protocol of ``evaluate`` (beams, batch size, history
 exclusion) for the validation ranking that selects the checkpoint.
 Runs as is or under ``accelerate launch stages/sft.py``.
@@ -57,7 +58,7 @@ USER_INTERESTS = Path("data/mine/users.jsonl")
 OUTPUT = Path("data/sft")
 LIVE = Path("dvclive/sft")
 METRICS = Path("metrics/sft.json")
-CURVE = Path("plots/sft/validation.json")
+CURVE = Path("metrics/curves/sft_validation.json")
 
 
 def main() -> None:

@@ -298,6 +298,26 @@ def save_array(path: str | Path, array: np.ndarray) -> None:
         np.save(handle, array, allow_pickle=False)
 
 
+def write_ranks(path: str | Path, split: str, ranks: dict[str, np.ndarray]) -> None:
+    """Each user's target rank per ranker on ``split`` (int ``[U]``, -1 = not in the list),
+    one compact line per ranker: git-tracked beside the metrics, so a later run can be compared
+    with this one user by user (paired bootstrap)."""
+    lines = [
+        f'  "{name}": {json.dumps([int(r) for r in values])}' for name, values in ranks.items()
+    ]
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(f'{{"split": "{split}", "ranks": {{\n' + ",\n".join(lines) + "\n}}\n")
+
+
+def read_ranks(path: str | Path) -> dict[str, np.ndarray]:
+    """What :func:`write_ranks` wrote: ranker -> int64 ``[U]``."""
+    data = read_json(path)
+    ranks = _require(data, "ranks", str(path))
+    if not isinstance(ranks, dict):
+        raise DataFormatError(f"{path}: field 'ranks': expected an object of rankers")
+    return {name: np.asarray(values, dtype=np.int64) for name, values in ranks.items()}
+
+
 def load_array(path: str | Path) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
