@@ -4,11 +4,11 @@ training, for the generative model (``sft``) and the pipeline's SASRec (``baseli
 Both curves come from the same DVC run (same machine, data and split). ``sft`` writes
 ``metrics/curves/sft_validation.json``: after every epoch, the minutes since training began
 and the validation ranking's metrics on the sample of ``sft.selection.users``. ``baselines``
-writes ``data/baselines/sasrec_epochs.json``: per epoch, its seconds and the validation
+writes ``metrics/curves/sasrec_validation.json``: per epoch, its seconds and the validation
 metrics over every validation user (a less noisy estimate of the same quantity). Give a
-workspace after ``dvc repro`` (default ``.``) or a recorded run (``results/<run>/``, where the
-SASRec file sits in ``curves/``). Writes ``<out>/sft.json`` and ``<out>/sasrec.json``, rows
-``{minutes, epoch, ndcg@10[, hr@10]}``, shown with
+workspace after ``dvc repro`` (default ``.``) or a recorded run (``results/<run>/``). Writes
+``<out>/sft.json`` and ``<out>/sasrec.json``, rows ``{minutes, epoch, ndcg@10[, hr@10]}``,
+shown with
 
     dvc plots show <out>/sft.json <out>/sasrec.json -x minutes -y ndcg@10
 
@@ -26,18 +26,17 @@ from pathlib import Path
 
 from deepinterestgr.io import read_json, write_json
 
-SOURCES = {  # ranker -> (file in a workspace, file in a record's curves/)
-    "sft": (Path("metrics/curves/sft_validation.json"), Path("metrics/curves/sft_validation.json")),
-    "sasrec": (Path("data/baselines/sasrec_epochs.json"), Path("curves/sasrec_epochs.json")),
+CURVES = {  # ranker -> its curve in a workspace or a record
+    "sft": Path("metrics/curves/sft_validation.json"),
+    "sasrec": Path("metrics/curves/sasrec_validation.json"),
 }
 
 
 def read_curve(run: Path, ranker: str) -> list[dict[str, float]]:
     """Rows ``{minutes, epoch, ndcg@10[, hr@10]}`` of one ranker, in training order."""
-    workspace, record = SOURCES[ranker]
-    path = run / workspace if (run / workspace).exists() else run / record
+    path = run / CURVES[ranker]
     if not path.exists():
-        raise SystemExit(f"{run}: neither {workspace} nor {record}; run dvc repro first")
+        raise SystemExit(f"{path}: missing; run dvc repro (or record the run) first")
     rows = read_json(path)
     if ranker == "sft":
         return [
@@ -64,7 +63,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, default=Path("."))
     parser.add_argument("--out", type=Path, default=Path("bench/out/learning_curve"))
     args = parser.parse_args()
-    curves = {ranker: read_curve(args.run, ranker) for ranker in SOURCES}
+    curves = {ranker: read_curve(args.run, ranker) for ranker in CURVES}
     bar = 0.9 * max(row["ndcg@10"] for row in curves["sasrec"])
     for ranker, curve in curves.items():
         write_json(args.out / f"{ranker}.json", curve)

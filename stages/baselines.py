@@ -2,11 +2,12 @@
 
 Reads ``data/download/items.jsonl`` and ``data/download/users.jsonl``. Writes
 ``data/baselines/popularity.npy`` (int64 ``[N]`` training counts), ``data/baselines/sasrec.pt``
-(best SASRec checkpoint), ``data/baselines/sasrec_epochs.json`` (loss and validation NDCG per
-epoch), ``data/baselines/<ranker>_test_ranks.npy`` (each user's test rank, for paired
-comparisons) and ``metrics/baselines.json`` (valid and test HR@K / NDCG@K of each baseline, the
-``exclude_history`` flag, SASRec's best epoch, epochs run and wall time).
-Params: ``base.seed``, ``baselines``, ``evaluate.ks``, ``evaluate.exclude_history``.
+(best SASRec checkpoint), ``data/baselines/<ranker>_test_ranks.npy`` (each user's test rank,
+for paired comparisons), ``metrics/curves/sasrec_validation.json`` (per epoch: loss,
+validation NDCG, seconds; a git-tracked DVC plot) and ``metrics/baselines.json`` (valid and
+test HR@K / NDCG@K of each baseline, the ``exclude_history`` flag, SASRec's best epoch, epochs
+run and wall time). Params: ``base.seed``, ``baselines``, ``evaluate.ks``,
+``evaluate.exclude_history``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from deepinterestgr.seeding import seed_everything
 INPUT = DatasetFiles(Path("data/download"))
 OUTPUT = Path("data/baselines")
 METRICS = Path("metrics/baselines.json")
+CURVE = Path("metrics/curves/sasrec_validation.json")
 
 
 def evaluate_splits(
@@ -89,10 +91,10 @@ def main() -> None:
     with new_folder(OUTPUT) as folder:  # swapped in whole once every file is written
         save_array(folder / "popularity.npy", counts)
         save_checkpoint(folder / "sasrec.pt", trained.model, config.sasrec)
-        write_json(folder / "sasrec_epochs.json", [epoch._asdict() for epoch in trained.history])
         save_array(folder / "popularity_test_ranks.npy", popularity_ranks)
         save_array(folder / "sasrec_test_ranks.npy", sasrec_ranks)
 
+    write_json(CURVE, [epoch._asdict() for epoch in trained.history])
     write_json(
         METRICS,
         {
