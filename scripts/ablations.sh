@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Queue the paper's ablation table as DVC experiments, run them, and render the table into
-# the README (between the ablations markers). Extra arguments are passed to every experiment,
-# e.g. the Beauty settings:  bash scripts/ablations.sh -S download.source=benchmark ...
+# Queue the paper's ablations as DVC experiments, run them, and record each under
+# results/<PREFIX><name>/ (scripts/record_experiment.sh), so the README's results table shows
+# them once committed. Extra arguments are passed to every experiment, e.g. the Beauty settings:
+#   PREFIX=beauty- bash scripts/ablations.sh -S download.source=benchmark ...
 # Run from the activated environment (source .venv/bin/activate): stages call `python`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=("$@")
-queue() { dvc exp run --queue --force -n "$1" "${@:2}" "${extra[@]}"; }
+prefix="${PREFIX:-default-}"
+names=()
+queue() {
+  names+=("$prefix$1")
+  dvc exp run --queue --force -n "$prefix$1" "${@:2}" "${extra[@]}"
+}
 
 queue full
 queue no-interests    -S embed.use_interests=false               # shallow text in the SIDs
@@ -19,5 +25,7 @@ dvc queue start --jobs "${JOBS:-1}"
 # Wait for the queue to drain, then show what failed (if anything).
 while dvc queue status | grep -E 'Queued|Running' > /dev/null; do sleep 10; done  # grep -q would end the pipe early (SIGPIPE under pipefail)
 dvc queue status
-python scripts/render_results.py --ablations
-dvc exp show --md --only-changed
+for name in "${names[@]}"; do
+  bash scripts/record_experiment.sh "$name" "PREFIX=$prefix bash scripts/ablations.sh ${extra[*]}"
+done
+echo "recorded ${names[*]}: add a note.txt to each, commit results/, run scripts/render_results.py"

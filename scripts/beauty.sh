@@ -30,9 +30,5 @@ if [[ "${QUEUE:-0}" == 1 ]]; then
   exec dvc exp run --queue -n "$NAME" "${overrides[@]}" "$@"
 fi
 dvc exp run -n "$NAME" "${overrides[@]}" "$@"
-mkdir -p "results/$NAME/metrics/curves"
-cp params.yaml "results/$NAME/"
-cp metrics/*.json "results/$NAME/metrics/"   # ranks.json: per-user ranks (scripts/compare_runs.py)
-cp metrics/curves/*.json "results/$NAME/metrics/curves/"          # bench/learning_curve.py
-printf 'NAME=%s bash scripts/beauty.sh %s\n' "$NAME" "$*" > "results/$NAME/commands.sh"
+bash scripts/record_experiment.sh "$NAME" "NAME=$NAME bash scripts/beauty.sh $*"
 python scripts/render_results.py

@@ -15,11 +15,5 @@ beauty=$(realpath ../shared/data/amazon/beauty)  # absolute: the experiment runs
 dvc exp run --temp -n "$NAME" peers \
   -S download.source=benchmark -S download.local_dir="$beauty" "${sasrec[@]}" \
   -S 'peers.run=[sasrec]' "$@"
-ref=$(git for-each-ref --sort=-committerdate --format='%(refname)' refs/exps | grep "/$NAME\$" | head -1)
-mkdir -p "results/$NAME/metrics"
-git show "$ref:params.yaml" > "results/$NAME/params.yaml"
-for stage in download baselines peers; do
-  git show "$ref:metrics/$stage.json" > "results/$NAME/metrics/$stage.json"
-done
-printf 'NAME=%s bash scripts/beauty_peers.sh %s\n' "$NAME" "$*" > "results/$NAME/commands.sh"
+bash scripts/record_experiment.sh "$NAME" "NAME=$NAME bash scripts/beauty_peers.sh $*"
 python scripts/render_results.py

@@ -16,7 +16,6 @@ QUEUE=1 NAME=beauty-reward-full bash scripts/beauty.sh "${paths[@]}"
 dvc queue start --jobs 1
 while dvc queue status | grep -E 'Queued|Running' > /dev/null; do sleep 10; done  # grep -q would end the pipe early (SIGPIPE under pipefail)
 dvc queue status
-# One row per experiment: the reward weights and SFT vs GRPO test HR@10 / NDCG@10.
-dvc exp show --md --hide-workspace --drop '.*' \
-  --keep 'Experiment|grpo\.weights|(sft|grpo)\.test\.(hr|ndcg)@(5|10)$' \
-  | tee results/beauty-reward-ablation.md
+for name in beauty-reward-exact beauty-reward-full; do
+  bash scripts/record_experiment.sh "$name" "bash scripts/beauty_reward_ablation.sh"
+done

@@ -1,12 +1,13 @@
-"""Regenerate the README's results tables from committed result files and DVC experiments.
+"""Regenerate the README's results table from the runs on record, as committed.
 
-    python scripts/render_results.py              # results on record (results/<run>/)
-    python scripts/render_results.py --ablations  # also the ablation table (dvc exp show)
+    python scripts/render_results.py [--rev HEAD]
 
-A recorded run is a folder ``results/<run>/`` holding the run's ``params.yaml``, its
-``metrics/*.json`` and ``commands.sh`` (the exact commands), and optionally ``note.txt``.
-Peers (``metrics/peers.json``: other libraries' models on the same split and protocol) follow
-the run's own rankers, and their note says they are peers.
+A recorded run is a folder ``results/<run>/`` (``scripts/record_experiment.sh``) holding the
+run's ``params.yaml``, its ``metrics/*.json``, ``commands.sh`` (the exact command) and
+optionally ``note.txt``. Only what is committed at ``--rev`` is read: a local experiment, or a
+record not yet committed, never reaches the README. Peers (``metrics/peers.json``: other
+libraries' models on the same split and protocol) follow the run's own rankers, and their note
+says they are peers.
 """
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from deepinterestgr.io import read_json
 from deepinterestgr.reporting import (
-    experiment_rows,
+    ResultRow,
     markdown_table,
     replace_between_markers,
-    rows_from_bench_summary,
     rows_from_metrics,
     rows_from_peers,
 )
@@ -30,48 +28,50 @@ from deepinterestgr.reporting import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def recorded_rows(results: Path) -> list:
-    rows = []
-    for run in sorted(p for p in results.iterdir() if p.is_dir()):
-        evaluation = run / "metrics" / "eval.json"
-        baselines = run / "metrics" / "baselines.json"
-        peers = run / "metrics" / "peers.json"
-        note = (run / "note.txt").read_text().strip() if (run / "note.txt").exists() else ""
-        if (run / "summary.json").exists():  # a bench run: work folders, not one pipeline
-            rows.extend(rows_from_bench_summary(run.name, read_json(run / "summary.json"), note))
-            continue
+def committed(rev: str, path: str) -> str | None:
+    """The text of ``path`` at ``rev``, or None if it is not committed there."""
+    shown = subprocess.run(
+        ["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True
+    )
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def recorded_rows(rev: str) -> list[ResultRow]:
+    listed = subprocess.run(
+        ["git", "ls-tree", "-d", "--name-only", f"{rev}:results"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    rows: list[ResultRow] = []
+    for run in sorted(listed):
+        folder = f"results/{run}"
+        note = (committed(rev, f"{folder}/note.txt") or "").strip()
+        evaluation = committed(rev, f"{folder}/metrics/eval.json")
+        baselines = committed(rev, f"{folder}/metrics/baselines.json")
+        peers = committed(rev, f"{folder}/metrics/peers.json")
         rows.extend(
             rows_from_metrics(
-                run.name,
-                read_json(evaluation) if evaluation.exists() else {},
-                read_json(baselines) if baselines.exists() else None,
+                run,
+                json.loads(evaluation) if evaluation else {},
+                json.loads(baselines) if baselines else None,
                 note,
             )
         )
-        if peers.exists():  # other libraries' models, after ours, on the same protocol
-            rows.extend(rows_from_peers(run.name, read_json(peers), note))
+        if peers:  # other libraries' models, after ours, on the same protocol
+            rows.extend(rows_from_peers(run, json.loads(peers), note))
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ablations", action="store_true", help="also render dvc exp show")
+    parser.add_argument("--rev", default="HEAD", help="the commit whose records are rendered")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = parser.parse_args()
-
     text = args.readme.read_text()
-    text = replace_between_markers(text, "results", markdown_table(recorded_rows(ROOT / "results")))
-    if args.ablations:
-        shown = subprocess.run(
-            [sys.executable, "-m", "dvc", "exp", "show", "--json", "-A"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        table = markdown_table(experiment_rows(json.loads(shown)))
-        text = replace_between_markers(text, "ablations", table)
-    args.readme.write_text(text)
+    table = markdown_table(recorded_rows(args.rev))
+    args.readme.write_text(replace_between_markers(text, "results", table))
 
 
 if __name__ == "__main__":

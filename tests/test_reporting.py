@@ -1,14 +1,12 @@
-"""README tables are generated from metrics files and `dvc exp show --json` output."""
+"""The README results table is generated from recorded runs' metrics files."""
 
 from __future__ import annotations
 
 import pytest
 
 from deepinterestgr.reporting import (
-    experiment_rows,
     markdown_table,
     replace_between_markers,
-    rows_from_bench_summary,
     rows_from_metrics,
     rows_from_peers,
 )
@@ -30,19 +28,6 @@ def test_rows_take_test_metrics_of_baselines_then_generative_rankers():
     ]
 
 
-def test_bench_summary_rows_name_folder_and_model_and_skip_missing_tests():
-    summary = {
-        "A": {"sft": {"steps": 3}, "beauty_test_sft": {"hr@10": 0.03}},
-        "Ag": {"grpo": {"steps": 2}, "beauty_test_grpo": {"hr@10": 0.02}},
-        "B": {"sft": {"steps": 3}},  # its test evaluation failed: no row
-    }
-    rows = rows_from_bench_summary("gpu", summary, "H100")
-    assert [(r.run, r.ranker, r.metrics["hr@10"], r.note) for r in rows] == [
-        ("gpu", "A sft", 0.03, "H100"),
-        ("gpu", "Ag grpo", 0.02, "H100"),
-    ]
-
-
 def test_markdown_table_formats_four_decimals_and_dashes_missing_values():
     table = markdown_table(rows_from_metrics("run", {"sft": EVAL["sft"]}, None))
     assert table.splitlines() == [
@@ -59,36 +44,6 @@ def test_replace_between_markers_is_idempotent_and_requires_the_markers():
     assert replace_between_markers(once, "t", "new") == once
     with pytest.raises(ValueError, match="markers"):
         replace_between_markers("no markers", "t", "x")
-
-
-def test_experiment_rows_take_named_experiments_only_and_skip_unevaluated():
-    def revision(name, metrics):
-        files = {"metrics/eval.json": {"data": metrics}} if metrics else {}
-        return {"rev": "abc1234def", "name": name, "data": {"metrics": files}}
-
-    exp_show = [
-        revision("workspace", EVAL),
-        {
-            **revision("main", EVAL),
-            "experiments": [
-                {"name": "no-interests", "revs": [revision(None, {"sft": EVAL["sft"]})]},
-                {"name": "queued", "revs": [revision(None, None)]},
-                {
-                    "name": "running",
-                    "executor": {"state": "running"},
-                    "revs": [revision(None, EVAL)],
-                },
-                {"name": "no-interests", "revs": [revision(None, EVAL)]},  # an older run
-                {"name": "full", "revs": [revision(None, EVAL)]},
-            ],
-        },
-    ]
-    rows = experiment_rows(exp_show)
-    assert [(r.run, r.ranker) for r in rows] == [
-        ("no-interests", "sft"),
-        ("full", "sft"),
-        ("full", "grpo"),
-    ]
 
 
 def test_peer_rows_follow_the_run_protocol_and_say_they_are_peers():

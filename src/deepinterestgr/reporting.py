@@ -1,21 +1,16 @@
-"""Results tables for the README, generated from metrics files and ``dvc exp show --json``.
+"""The README's results table, generated from recorded runs, never typed by hand.
 
-Two tables are generated, never typed by hand:
-
-* the results on record: one row per ranker (baselines, SFT, GRPO) of each recorded run under
-  ``results/<run>/`` (its ``metrics/*.json``, ``params.yaml`` and ``commands.sh``), or per work
-  folder and model of a recorded bench run (its ``summary.json``, from
-  ``bench/beauty_sft_gpu.sh``);
-* the ablation table: one row per DVC experiment, read from ``dvc exp show --json``.
-
-Both are written between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers, so a rerun
-of ``scripts/render_results.py`` is a no-op unless a result changed and ``git diff`` shows it.
+One row per ranker (baselines, SFT, GRPO, then peers) of each run recorded under
+``results/<run>/`` (a DVC experiment's ``metrics/*.json``, ``params.yaml`` and ``commands.sh``,
+see ``scripts/record_experiment.sh``). The table is written between ``<!-- NAME:begin -->`` and
+``<!-- NAME:end -->`` markers, so a rerun of ``scripts/render_results.py`` is a no-op unless a
+result changed and ``git diff`` shows it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,20 +59,6 @@ def rows_from_peers(run: str, peers: Mapping[str, Any], note: str = "") -> list[
     return rows
 
 
-def rows_from_bench_summary(
-    run: str, summary: Mapping[str, Any], note: str = ""
-) -> list[ResultRow]:
-    """Rows for one bench run: ``{folder: {"beauty_test_sft": {...}, "beauty_test_grpo": ...}}``
-    (test metrics per work folder and model), ranker named ``"<folder> <model>"``."""
-    rows = []
-    for folder, results in summary.items():
-        for model in GENERATIVE_RANKERS:
-            test = results.get(f"beauty_test_{model}")
-            if isinstance(test, Mapping):
-                rows.append(ResultRow(run, f"{folder} {model}", test, note))
-    return rows
-
-
 def markdown_table(rows: Sequence[ResultRow], metrics: Sequence[str] = HEADLINE_METRICS) -> str:
     """A Markdown table, one row per result, metrics to four decimals ('-' when absent)."""
     header = ["run", "ranker", *(m.upper() for m in metrics), "note"]
@@ -99,36 +80,3 @@ def replace_between_markers(text: str, name: str, body: str) -> str:
     if not pattern.search(text):
         raise ValueError(f"markers <!-- {name}:begin --> / <!-- {name}:end --> not found")
     return pattern.sub(lambda m: f"{m.group(1)}{body.rstrip()}\n{m.group(3)}", text, count=1)
-
-
-def _experiment_revisions(entries: Any) -> Iterator[Mapping[str, Any]]:
-    """Each experiment's revision record in ``dvc exp show --json`` output (not the commits)."""
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, Mapping):
-            continue
-        for experiment in entry.get("experiments") or []:
-            # A running or queued experiment shows its baseline's metrics: not a result yet.
-            if (experiment.get("executor") or {}).get("state", "success") != "success":
-                continue
-            for revision in experiment.get("revs") or []:
-                yield {**revision, "name": experiment.get("name") or revision.get("name")}
-
-
-def experiment_rows(exp_show: Any, metrics_file: str = "metrics/eval.json") -> list[ResultRow]:
-    """Rows of the ablation table: each DVC experiment's SFT and GRPO test metrics.
-
-    ``exp_show`` is the parsed output of ``dvc exp show --json -A``. Commits are not rows;
-    experiments without an evaluation (queued, failed) are left out; an experiment name seen
-    again (an older run on an older commit) keeps its first, newest row.
-    """
-    rows: list[ResultRow] = []
-    seen = set()
-    for revision in _experiment_revisions(exp_show):
-        name = revision.get("name") or str(revision.get("rev", ""))[:7]
-        data = revision.get("data") or {}
-        evaluation = ((data.get("metrics") or {}).get(metrics_file) or {}).get("data")
-        if not evaluation or name in seen:
-            continue
-        seen.add(name)
-        rows.extend(rows_from_metrics(name, evaluation, None))
-    return rows
