@@ -55,7 +55,8 @@ def read_curve(run: Path, ranker: str) -> list[dict[str, float]]:
 
 
 def minutes_to(curve: list[dict[str, float]], level: float) -> float | None:
-    return next((row["minutes"] for row in curve if row["ndcg@10"] >= level), None)
+    reached = next((row["minutes"] for row in curve if row["ndcg@10"] >= level), None)
+    return None if reached is None else round(reached, 1)
 
 
 def main() -> None:

@@ -1,1 +1,1 @@
-NAME=beauty bash scripts/beauty.sh 
+NAME=beauty bash scripts/beauty.sh   # at commit 00a6e39
