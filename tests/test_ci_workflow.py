@@ -33,4 +33,5 @@ def test_workflow_runs_the_readme_test_command_then_repro_and_posts_the_diff():
     assert test_command in readme and test_command in commands
     assert test_command in (ROOT / ".ci" / "run").read_text()
     assert "dvc repro" in commands
-    assert "scripts/metrics_report.sh" in commands and "gh pr comment" in commands
+    assert "scripts/pr_report.py" in commands and "gh pr comment" in commands
+    assert "scripts/check_reproduced.py" in commands
