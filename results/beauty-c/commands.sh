@@ -1,0 +1,1 @@
+QUEUE=1 NAME=beauty-c bash scripts/beauty.sh -S download.local_dir=$BEAUTY -S mine.precomputed.path=$BEAUTY/interests.jsonl -S 'mine.backends=[offline]'   # at commit 00a6e39, BEAUTY=/work/shared/data/amazon/beauty, then dvc queue start
