@@ -183,7 +183,7 @@ def test_time_budget_stops_training_early(tmp_path):
         {
             "max_steps": 1000, "per_device_train_batch_size": 8, "eval_strategy": "steps",
             "save_strategy": "steps", "eval_steps": 500, "save_steps": 500, "bf16": False,
-            "disable_tqdm": True,
+            "disable_tqdm": True, "activation_checkpointing": False,
         },
         tmp_path / "checkpoints", tmp_path / "live", seed=0,
         selection=Selection("loss", 5, None), max_minutes=0.0,
@@ -213,7 +213,7 @@ def test_pretrained_backbone_gets_sid_tokens_and_lora_and_saves_merged(tmp_path)
         model, tokenizer, train, valid,
         {"max_steps": 2, "per_device_train_batch_size": 4, "eval_strategy": "steps",
          "save_strategy": "steps", "eval_steps": 2, "save_steps": 2, "bf16": False,
-         "disable_tqdm": True},
+         "disable_tqdm": True, "activation_checkpointing": False},
         tmp_path / "checkpoints", tmp_path / "live", seed=0,
         selection=Selection("loss", 5, None), max_minutes=10.0,
     )  # fmt: skip

@@ -352,7 +352,8 @@ def _returned_cache(out):
 
 
 def _accepts(model: torch.nn.Module, argument: str) -> bool:
-    return argument in inspect.signature(model.forward).parameters
+    # The class's forward: a trainer may have patched the instance's with a narrower signature.
+    return argument in inspect.signature(type(model).forward).parameters
 
 
 def rank_items(

@@ -43,6 +43,7 @@ from deepinterestgr.sid_tokenizer import (
     load_tokenizer,
     sid_token_ids,
 )
+from deepinterestgr.trainer_hooks import library_warnings_hidden
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ def build_pretrained_lora_model(
         _module_name(model, model.get_output_embeddings()),
     }
     config = LoraConfig(task_type="CAUSAL_LM", modules_to_save=sorted(embedding_modules), **lora)
-    peft_model = get_peft_model(model, config)
+    with library_warnings_hidden():
+        peft_model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     logger.info("loaded %s with LoRA: %s trainable parameters", path, f"{trainable:,}")
     return peft_model

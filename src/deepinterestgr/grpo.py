@@ -36,6 +36,7 @@ from deepinterestgr.semantic_ids import format_sid
 from deepinterestgr.trainer_hooks import (
     DvcLiveCallback,
     TimeBudget,
+    library_warnings_hidden,
     use_own_log_probs,
     without_memory_fill,
 )
@@ -293,7 +294,7 @@ def train_grpo(
         use_own_log_probs(trainer.ref_model, plain_head=peft_config is None)
     logger.info("completions scored by the %s head", head)
     started = time.monotonic()
-    with without_memory_fill():
+    with without_memory_fill(), library_warnings_hidden():
         trainer.train()
     seconds = time.monotonic() - started
     trained = trainer.model

@@ -35,6 +35,7 @@ from deepinterestgr.sid_tokenizer import SidTokenizer
 from deepinterestgr.trainer_hooks import (
     DvcLiveCallback,
     TimeBudget,
+    library_warnings_hidden,
     use_own_log_probs,
     without_memory_fill,
 )
@@ -164,7 +165,7 @@ def train_sft(
     )
     logger.info("labels scored by the %s head", trainer.log_prob_head)
     start = time.monotonic()
-    with without_memory_fill():
+    with without_memory_fill(), library_warnings_hidden():
         output = trainer.train()
     elapsed = time.monotonic() - start
     key = f"eval_{selection.metric}"

@@ -17,8 +17,10 @@ import contextlib
 import inspect
 import logging
 import math
+import re
 import time
 import types
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,31 @@ def without_memory_fill() -> Iterator[None]:
         yield
     finally:
         torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
+# Warnings raised inside libraries about their own calls, which no params or code of ours
+# changes: (message start, module that raises it, why it is safe to hide).
+LIBRARY_WARNINGS = (
+    (
+        "`is_gradient_checkpointing` is deprecated",
+        "transformers.modeling_utils",
+        "TRL's GRPO and peft read transformers' old property name; the value is the same",
+    ),
+    (
+        "Setting `save_embedding_layers` to `True`",
+        "peft.utils.save_and_load",
+        "peft saves the resized embeddings, as it must: the new SID rows are trained in full",
+    ),
+)
+
+
+@contextlib.contextmanager
+def library_warnings_hidden() -> Iterator[None]:
+    """Hide :data:`LIBRARY_WARNINGS` (and only those) inside the block."""
+    with warnings.catch_warnings():
+        for message, module, _reason in LIBRARY_WARNINGS:
+            warnings.filterwarnings("ignore", message=re.escape(message), module=module)
+        yield
 
 
 # --------------------------------------------------------------------------- callbacks
