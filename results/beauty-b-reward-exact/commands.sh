@@ -1,0 +1,1 @@
+QUEUE=1 NAME=beauty-reward-exact bash scripts/beauty.sh -S download.local_dir=$BEAUTY -S mine.precomputed.path=$BEAUTY/interests.jsonl -S grpo.weights.prefix=0.0 -S grpo.weights.quality=0.0 -S grpo.weights.valid=0.0   # at commit 00a6e39, queued from a workspace holding beauty-b's params (embed.use_interests=false), so it starts from beauty-b's SFT model
