@@ -272,3 +272,12 @@ def test_cosine_schedule_reaches_zero_at_max_epochs():
 def test_heads_must_divide_the_hidden_size():
     with pytest.raises(ValueError, match="not divisible"):
         SASRec(10, small_config(hidden_size=10, num_heads=3))
+
+
+def test_ranking_a_batch_of_mixed_lengths_equals_ranking_each_history_alone():
+    torch.manual_seed(0)
+    ranker = SASRecRanker(SASRec(12, small_config(max_len=4)))
+    histories = [(1, 2, 3, 4, 5, 6), (7,), (), (3, 9), (2, 8, 1), (5, 5)]
+    together = ranker.rank(histories, 5)
+    alone = np.concatenate([ranker.rank([history], 5) for history in histories])
+    np.testing.assert_array_equal(together, alone)

@@ -242,14 +242,23 @@ class SASRecRanker:
 
     @torch.no_grad()
     def rank(self, histories: Sequence[Sequence[int]], num: int) -> np.ndarray:
-        """Top ``num`` item ids per history, best first: int64 ``[B, min(num, N)]``."""
+        """Top ``num`` item ids per history, best first: int64 ``[B, min(num, N)]``.
+
+        Histories are encoded in groups of equal kept length: padded to the batch's longest,
+        most rows would be padding (Beauty: 50 positions for a median of 7 items).
+        """
         was_training = self.model.training
         self.model.eval()
-        inputs, last = encode_histories(histories, self.model.max_len)
-        hidden = self.model(inputs)[torch.arange(len(inputs)), last]
-        scores = self.model.item_logits(hidden)
+        lengths = np.array([min(len(history), self.model.max_len) for history in histories])
+        top = np.empty((len(histories), min(num, self.model.num_items)), dtype=np.int64)
+        for length in np.unique(lengths):
+            rows = np.flatnonzero(lengths == length)
+            inputs, last = encode_histories([histories[row] for row in rows], self.model.max_len)
+            hidden = self.model(inputs)[torch.arange(len(inputs)), last]
+            scores = self.model.item_logits(hidden)
+            top[rows] = scores.topk(top.shape[1], dim=1).indices.numpy()
         self.model.train(was_training)
-        return scores.topk(min(num, self.model.num_items), dim=1).indices.numpy()
+        return top
 
 
 def save_checkpoint(path: str | Path, model: SASRec, config: SASRecParams) -> None:
