@@ -60,11 +60,20 @@ class SASRecParams:
     num_blocks: int  # causal self-attention blocks
     num_heads: int  # attention heads per block (must divide hidden_size)
     feedforward_size: int  # inner width of each block's position-wise feed-forward layer
+    activation: Literal["gelu", "relu"]  # non-linearity of the feed-forward layer
     dropout: float  # dropout on embeddings, attention weights and feed-forward outputs
     max_len: int  # most recent history items the model reads (older ones are cut)
+    scale_embeddings: bool  # input item embeddings times sqrt(hidden_size) (Kang & McAuley)
+    positions: Literal["from_oldest", "from_newest"]  # position 0 = oldest kept or newest item
+    loss: Literal["full_softmax", "sampled_softmax"]  # softmax over all items or a sampled set
+    num_negatives: int  # sampled_softmax: popularity-sampled items shared by a batch
+    negative_exponent: float  # sampled_softmax: sampling weight = training count ** exponent
     batch_size: int  # training sequences per optimisation step
-    learning_rate: float  # Adam learning rate
+    learning_rate: float  # Adam peak learning rate
+    adam_beta2: float  # Adam second-moment decay
     weight_decay: float  # Adam L2 weight decay
+    warmup_steps: int  # optimisation steps of linear learning-rate warm-up from 0
+    lr_schedule: Literal["constant", "cosine"]  # then constant, or cosine to 0 at max_epochs
     max_epochs: int  # upper bound on training epochs
     patience: int  # stop after this many epochs without a better validation NDCG@K
     early_stopping_k: int  # K of the validation NDCG@K that picks the best epoch
@@ -447,8 +456,20 @@ def _validate_baselines(p: BaselinesParams) -> Problems:
     )
     if m.num_heads >= 1 and m.hidden_size % m.num_heads:
         yield "sasrec.num_heads", f"{m.num_heads} does not divide hidden_size {m.hidden_size}"
-    yield from _at_least(0, {"sasrec.patience": m.patience, "sasrec.weight_decay": m.weight_decay})
+    yield from _at_least(
+        0,
+        {
+            "sasrec.patience": m.patience,
+            "sasrec.weight_decay": m.weight_decay,
+            "sasrec.warmup_steps": m.warmup_steps,
+            "sasrec.negative_exponent": m.negative_exponent,
+        },
+    )
     yield from _above(0, {"sasrec.learning_rate": m.learning_rate})
+    if not 0.0 <= m.adam_beta2 < 1.0:
+        yield "sasrec.adam_beta2", f"{m.adam_beta2!r} is outside [0, 1)"
+    if m.loss == "sampled_softmax" and m.num_negatives < 1:
+        yield "sasrec.num_negatives", f"{m.num_negatives} is below 1, but loss is sampled_softmax"
     if not 0.0 <= m.dropout < 1.0:
         yield "sasrec.dropout", f"{m.dropout!r} is outside [0, 1)"
 
