@@ -3,8 +3,6 @@
 Reads   data/embed/embeddings.npy       float32 [N, d], row i = item i
 Writes  data/rqvae/model.pt             RQ-VAE state dict
         data/rqvae/codes.npy            int64 [N, L+1]: L RQ codes, then the collision suffix
-        data/rqvae/sids.jsonl           {"item_id", "sid"}, e.g. "<a_12><b_7><c_200><d_0>"
-        data/rqvae/layout.json          num_levels, codebook_size, suffix_size
         metrics/rqvae.json              collisions, code usage and perplexity, reconstruction
         plots/rqvae/loss/*.csv          per-epoch losses (DVC plots)
         plots/rqvae/usage/level_*.csv   items per code, most used first (DVC plots)
@@ -27,12 +25,10 @@ from deepinterestgr.rqvae import assign_codes, train_rqvae
 from deepinterestgr.seeding import seed_everything
 from deepinterestgr.semantic_ids import (
     LEVEL_LETTERS,
-    SidLayout,
     add_collision_suffix,
     check_capacity,
     check_collisions,
     collision_stats,
-    format_sid,
     level_usage,
     sid_diagnostics,
 )
@@ -58,14 +54,11 @@ def main() -> None:
     assignment = assign_codes(trained.model, embeddings, params.last_level)
     check_collisions(assignment.codes, params.codebook_size, limit)
     codes = add_collision_suffix(assignment.codes)
-    layout = SidLayout(params.num_levels, params.codebook_size, int(codes[:, -1].max()) + 1)
 
     with io.new_folder(OUT.folder) as folder:  # swapped in whole once every file is written
         files = io.RqvaeFiles(folder)
         io.write_state_dict(files.model, trained.model.state_dict())
         io.save_array(files.codes, codes)
-        io.write_sids(files.sids, (format_sid(row) for row in codes.tolist()))
-        io.write_sid_layout(files.layout, layout)
 
     usages = level_usage(assignment.codes, params.codebook_size)
     diagnostics = sid_diagnostics(assignment.codes, usages)
@@ -74,7 +67,7 @@ def main() -> None:
         {
             **diagnostics,
             "collision_rate_nearest": collision_stats(assignment.nearest_codes).collision_rate,
-            "suffix_size": layout.suffix_size,
+            "suffix_size": int(codes[:, -1].max()) + 1,  # 1 + size of the largest collision group
             "reconstruction_mse": assignment.reconstruction_mse,
             "reconstruction_relative": assignment.reconstruction_relative,
             "train_seconds": trained.seconds,

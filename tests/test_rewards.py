@@ -8,20 +8,17 @@ import pytest
 
 from deepinterestgr.rewards import (
     TERMS,
-    RewardWeights,
     exact_hit,
     parse_completion,
     prefix_share,
     quality_bonus,
     rank_penalty,
-    total_reward,
     trl_reward_functions,
     valid_sid,
 )
 
 TARGET = (12, 7, 200, 0)
 CATALOGUE = {(12, 7, 200, 0), (12, 7, 200, 1), (12, 7, 5, 0), (12, 3, 9, 0), (4, 7, 200, 0)}
-PAPER = RewardWeights(exact=1.0, valid=0.1, prefix=0.1, quality=0.5, rank=0.0)
 
 
 # candidate, exact, valid, prefix (LCP/3), quality (q=0.8), rank penalty at rank 1
@@ -50,20 +47,6 @@ def test_rank_penalty_is_heaviest_for_the_top_wrong_beam():
     assert rank_penalty(wrong, TARGET, 0) == -1.0
     assert rank_penalty(wrong, TARGET, 6) == pytest.approx(-1 / 3)  # log2(8) = 3
     assert rank_penalty(TARGET, TARGET, 0) == 0.0
-
-
-def test_total_reward_is_the_papers_equation():
-    # exact hit: 1 + 0.1*1 + 0.1*3/3 + 0.5*0.8 = 1.6
-    assert total_reward(TARGET, TARGET, 0.8, 0, CATALOGUE, 3, PAPER) == pytest.approx(1.6)
-    # suffix-only miss: 0 + 0.1 + 0.1*1 + 0 = 0.2
-    assert total_reward((12, 7, 200, 1), TARGET, 0.8, 0, CATALOGUE, 3, PAPER) == pytest.approx(0.2)
-    # two shared levels: 0.1 + 0.1*2/3
-    assert total_reward((12, 7, 5, 0), TARGET, 0.8, 2, CATALOGUE, 3, PAPER) == pytest.approx(
-        0.1 + 0.2 / 3
-    )
-    # with a rank penalty of 0.5: the top wrong beam loses 0.5
-    ranked = PAPER._replace(rank=0.5)
-    assert total_reward((4, 7, 200, 0), TARGET, 0.8, 0, CATALOGUE, 3, ranked) == pytest.approx(-0.4)
 
 
 def test_trl_adapters_score_strings_column_by_column():

@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepinterestgr import io
 from deepinterestgr.semantic_ids import (
     CollisionLimitExceeded,
-    SidLayout,
     add_collision_suffix,
     check_capacity,
     check_collisions,
@@ -20,7 +18,6 @@ from deepinterestgr.semantic_ids import (
     prefix_codes,
     prefix_match_length,
     sid_diagnostics,
-    suffix_code,
     token,
 )
 
@@ -97,14 +94,11 @@ def test_collision_stats_by_hand():
 
 def test_suffix_is_excluded_from_prefix_levels():
     assert prefix_codes((4, 5, 6, 2), num_levels=3) == (4, 5, 6)
-    assert suffix_code((4, 5, 6, 2), num_levels=3) == 2
     # Two items that differ only in the suffix match on all L levels, not L+1.
     assert prefix_match_length((4, 5, 6, 0), (4, 5, 6, 1), num_levels=3) == 3
     assert prefix_match_length((4, 5, 6, 0), (4, 5, 6, 0), num_levels=3) == 3
     assert prefix_match_length((4, 5, 7, 0), (4, 5, 6, 0), num_levels=3) == 2
     assert prefix_match_length((9, 5, 6, 0), (4, 5, 6, 0), num_levels=3) == 0
-    with pytest.raises(ValueError):
-        suffix_code((4, 5, 6), num_levels=3)
 
 
 def test_level_usage_counts_and_perplexity_by_hand():
@@ -116,39 +110,6 @@ def test_level_usage_counts_and_perplexity_by_hand():
     metrics = sid_diagnostics(codes, [first, second])
     assert metrics["levels"]["a"] == {"codes_used": 4, "perplexity": pytest.approx(4.0)}
     assert metrics["collision_rate"] == 0.0
-
-
-def test_layout_lists_every_token_and_checks_ranges():
-    layout = SidLayout(num_levels=2, codebook_size=3, suffix_size=2)
-    assert layout.tokens() == [
-        *("<a_0>", "<a_1>", "<a_2>"),
-        *("<b_0>", "<b_1>", "<b_2>"),
-        *("<c_0>", "<c_1>"),  # the suffix level
-    ]
-    assert layout.is_valid((2, 0, 1))
-    assert not layout.is_valid((2, 0, 2))  # suffix out of range
-    assert not layout.is_valid((3, 0, 0))
-    assert not layout.is_valid((2, 0))
-
-
-def test_sids_and_layout_round_trip_through_files(tmp_path):
-    codes = add_collision_suffix(np.array([[1, 2], [1, 2], [0, 5]]))
-    sids = [format_sid(row) for row in codes.tolist()]
-    files = io.RqvaeFiles(tmp_path)
-    assert io.write_sids(files.sids, sids) == 3
-    assert io.read_sids(files.sids) == sids
-    io.save_array(files.codes, codes)
-    assert io.read_codes(files.codes).tolist() == codes.tolist()
-    layout = SidLayout(2, 8, 2)
-    io.write_sid_layout(files.layout, layout)
-    assert io.read_sid_layout(files.layout) == layout
-
-
-def test_reading_a_malformed_sid_names_line_and_field(tmp_path):
-    path = tmp_path / "sids.jsonl"
-    path.write_text('{"item_id": 0, "sid": "<a_1><b_2>"}\n{"item_id": 1, "sid": "<a_1>_<b_2>"}\n')
-    with pytest.raises(io.DataFormatError, match=r"sids.jsonl:2: field 'sid'"):
-        io.read_sids(path)
 
 
 def test_least_collision_rate_by_hand():

@@ -521,8 +521,6 @@ def read_user_interests(path: str | Path) -> list[UserInterests]:
     return _interest_rows(path, "user_id", UserInterests)
 
 
-# <io:mine>
-
 # --------------------------------------------------------------------------- label
 
 
@@ -547,8 +545,6 @@ def align_item_interests(
     return [by_id.get(i, ItemInterests(i, ())) for i in range(num_items)]
 
 
-# <io:embed>
-
 # --------------------------------------------------------------------------- semantic IDs
 
 
@@ -559,63 +555,11 @@ class RqvaeFiles:
     folder: Path
     model: Path = field(init=False)  # torch state dict of the RQ-VAE
     codes: Path = field(init=False)  # int64 [N, L+1]: L RQ codes then the collision suffix
-    sids: Path = field(init=False)  # {"item_id", "sid"} per line, item ids 0..N-1
-    layout: Path = field(init=False)  # SidLayout: num_levels, codebook_size, suffix_size
 
     def __post_init__(self) -> None:
         folder = Path(self.folder)
         object.__setattr__(self, "model", folder / "model.pt")
         object.__setattr__(self, "codes", folder / "codes.npy")
-        object.__setattr__(self, "sids", folder / "sids.jsonl")
-        object.__setattr__(self, "layout", folder / "layout.json")
-
-
-def write_sids(path: str | Path, sids: Iterable[str]) -> int:
-    """One ``{"item_id", "sid"}`` per line, item ids 0..N-1 in order."""
-    return write_jsonl(path, ({"item_id": i, "sid": sid} for i, sid in enumerate(sids)))
-
-
-def read_sids(path: str | Path) -> list[str]:
-    """SID strings by item id; each must parse (see semantic_ids.parse_sid)."""
-    from deepinterestgr.semantic_ids import parse_sid
-
-    sids: list[str] = []
-    for line_number, record in iter_jsonl(path):
-        where = f"{path}:{line_number}"
-        item_id = _require(record, "item_id", where)
-        if item_id != len(sids):
-            raise DataFormatError(f"{where}: field 'item_id' is {item_id}, expected {len(sids)}")
-        sid = _require(record, "sid", where)
-        try:
-            parse_sid(sid)
-        except (ValueError, TypeError):
-            raise DataFormatError(f"{where}: field 'sid' is not a SID: {sid!r}") from None
-        sids.append(sid)
-    return sids
-
-
-def read_codes(path: str | Path) -> np.ndarray:
-    """Item codes int64 ``[N, L+1]`` (last column: collision suffix)."""
-    codes = load_array(path)
-    if codes.dtype != np.int64 or codes.ndim != 2 or codes.shape[1] < 2:
-        raise DataFormatError(f"{path}: expected int64 [N, L+1], found {codes.dtype} {codes.shape}")
-    return codes
-
-
-def write_sid_layout(path: str | Path, layout: Any) -> None:
-    """Write a ``semantic_ids.SidLayout`` as JSON."""
-    write_json(path, layout._asdict())
-
-
-def read_sid_layout(path: str | Path) -> Any:
-    """Read the ``semantic_ids.SidLayout`` written by :func:`write_sid_layout`."""
-    from deepinterestgr.semantic_ids import SidLayout
-
-    record = read_json(path)
-    try:
-        return SidLayout(**{name: int(record[name]) for name in SidLayout._fields})
-    except (KeyError, TypeError, ValueError) as err:
-        raise DataFormatError(f"{path}: field {err} missing or not an integer") from None
 
 
 def write_state_dict(path: str | Path, state_dict: dict[str, Any]) -> None:
@@ -628,13 +572,6 @@ def write_state_dict(path: str | Path, state_dict: dict[str, Any]) -> None:
         torch.save(state_dict, handle)
 
 
-def read_state_dict(path: str | Path) -> dict[str, Any]:
-    """Load a state dict written by :func:`write_state_dict` (tensors only, on the CPU)."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def write_csv(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     """Rows of equal keys as CSV with a header (DVC plots data); returns the number of rows."""
     count = 0
@@ -645,6 +582,3 @@ def write_csv(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
             handle.write(",".join(str(value) for value in row.values()) + "\n")
             count += 1
     return count
-
-
-# <io:sft>

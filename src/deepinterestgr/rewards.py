@@ -22,23 +22,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from deepinterestgr.semantic_ids import parse_sid, prefix_match_length
 
 SID = tuple[int, ...]
 
 TERMS = ("exact", "valid", "prefix", "quality", "rank")
-
-
-class RewardWeights(NamedTuple):
-    """Weights of the reward terms, in :data:`TERMS` order (the paper: 1, small, small, 0.5, 0)."""
-
-    exact: float
-    valid: float
-    prefix: float
-    quality: float
-    rank: float
 
 
 # --------------------------------------------------------------------------- pure terms
@@ -83,26 +73,6 @@ def rank_penalty(candidate: SID | None, target: SID, rank: int) -> float:
     if exact_hit(candidate, target):
         return 0.0
     return -1.0 / math.log2(rank + 2)
-
-
-def total_reward(
-    candidate: SID | None,
-    target: SID,
-    quality: float,
-    rank: int,
-    catalogue: Collection[SID],
-    num_levels: int,
-    weights: RewardWeights,
-) -> float:
-    """The weighted sum R of all terms for one candidate (what TRL adds up from the parts)."""
-    terms = (
-        exact_hit(candidate, target),
-        valid_sid(candidate, catalogue),
-        prefix_share(candidate, target, num_levels),
-        quality_bonus(candidate, target, quality),
-        rank_penalty(candidate, target, rank),
-    )
-    return sum(w * t for w, t in zip(weights, terms, strict=True))
 
 
 # --------------------------------------------------------------------------- TRL adapters

@@ -34,31 +34,6 @@ TOKEN_PATTERN = re.compile(r"<([a-z])_(0|[1-9][0-9]*)>")
 SID_PATTERN = re.compile(rf"(?:{TOKEN_PATTERN.pattern})+")
 
 
-class SidLayout(NamedTuple):
-    """What a valid SID looks like: L RQ levels of K codes, then a suffix below ``suffix_size``."""
-
-    num_levels: int  # L, RQ levels (suffix excluded)
-    codebook_size: int  # K, codes per RQ level
-    suffix_size: int  # the suffix is in [0, suffix_size): 1 + size of the largest collision group
-
-    @property
-    def length(self) -> int:
-        """Tokens per SID (L + 1)."""
-        return self.num_levels + 1
-
-    def tokens(self) -> list[str]:
-        """Every SID token, level by level: ``L * K + suffix_size`` strings (for a vocabulary)."""
-        sizes = [self.codebook_size] * self.num_levels + [self.suffix_size]
-        return [token(level, code) for level, size in enumerate(sizes) for code in range(size)]
-
-    def is_valid(self, codes: Sequence[int]) -> bool:
-        """Whether ``codes`` has L+1 entries, each within its level's range."""
-        if len(codes) != self.length:
-            return False
-        sizes = [self.codebook_size] * self.num_levels + [self.suffix_size]
-        return all(0 <= code < size for code, size in zip(codes, sizes, strict=True))
-
-
 def token(level: int, code: int) -> str:
     """The token of ``code`` at ``level`` (0-based): ``token(1, 7) == "<b_7>"``."""
     if not 0 <= level < MAX_LEVELS:
@@ -95,13 +70,6 @@ def parse_sid(text: str) -> tuple[int, ...]:
 def prefix_codes(codes: Sequence[int], num_levels: int) -> tuple[int, ...]:
     """The L RQ codes of a SID, suffix dropped: what carries meaning."""
     return tuple(codes[:num_levels])
-
-
-def suffix_code(codes: Sequence[int], num_levels: int) -> int:
-    """The collision suffix of a SID (its last code, at index L)."""
-    if len(codes) != num_levels + 1:
-        raise ValueError(f"expected {num_levels + 1} codes (L levels + suffix), got {len(codes)}")
-    return int(codes[num_levels])
 
 
 def prefix_match_length(candidate: Sequence[int], target: Sequence[int], num_levels: int) -> int:
