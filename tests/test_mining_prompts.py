@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from deepinterestgr.interest_merge import normalise_descriptor
 from deepinterestgr.io import Item
 from deepinterestgr.llm_cache import AnswerCache, cache_key
 from deepinterestgr.prompts import (
@@ -16,6 +17,7 @@ from deepinterestgr.prompts import (
     item_text_prompt,
     load_image,
     parse_answer,
+    tidy_answer_descriptor,
     user_history_prompt,
 )
 
@@ -44,6 +46,14 @@ def test_parse_normalises_deduplicates_sorts_and_truncates():
         ("glossy finish look", 0.6),
     ]
     assert parsed.reasoning == "why"
+
+
+def test_answers_are_tidied_more_lightly_than_the_merge_normalises():
+    assert tidy_answer_descriptor("  Soft  Hydrated LIPS. ") == "soft hydrated lips"
+    assert tidy_answer_descriptor('"Glow!"') == "glow"
+    # Other edge symbols stay until the merge: here they count as words of the answer.
+    assert tidy_answer_descriptor("- soft glossy lips?") == "- soft glossy lips?"
+    assert normalise_descriptor("- soft glossy lips?") == "soft glossy lips"
 
 
 @pytest.mark.parametrize(

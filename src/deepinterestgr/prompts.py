@@ -288,19 +288,25 @@ def _extract_json(text: str) -> Any:
     raise AnswerError("no JSON object in the answer")
 
 
-def normalise_descriptor(text: str) -> str:
-    """Lower-case, single spaces, no surrounding punctuation."""
+def tidy_answer_descriptor(text: str) -> str:
+    """Lower-case, single spaces, no surrounding sentence punctuation (`` .,;:!"'``).
+
+    A lighter rule than :func:`deepinterestgr.interest_merge.normalise_descriptor` (no NFKC,
+    other edge symbols kept), which the merge applies afterwards to every backend. It stays
+    separate because an answer's word-count limit, person-word screen and duplicate check are
+    taken on this form: a stricter rule would change which descriptors a cached answer yields.
+    """
     return " ".join(text.lower().split()).strip(" .,;:!\"'")
 
 
 def parse_answer(text: str, max_descriptors: int) -> Answer:
     """Validate an LLM answer; raise :class:`AnswerError` with the reason if unusable.
 
-    Descriptors are normalised; exact duplicates are dropped (the first one wins), and so
-    is any descriptor naming a person's gender, age group, family role or emotional state
-    (:data:`PERSON_WORDS`; listed in ``dropped``). The result is sorted by confidence,
-    strongest first (stable). At least one descriptor must survive and at most
-    ``max_descriptors`` are kept.
+    Descriptors are tidied (:func:`tidy_answer_descriptor`); exact duplicates are dropped
+    (the first one wins), and so is any descriptor naming a person's gender, age group, family
+    role or emotional state (:data:`PERSON_WORDS`; listed in ``dropped``). The result is
+    sorted by confidence, strongest first (stable). At least one descriptor must survive and
+    at most ``max_descriptors`` are kept.
     """
     data = _extract_json(text)
     if not isinstance(data, dict):
@@ -323,7 +329,7 @@ def parse_answer(text: str, max_descriptors: int) -> Answer:
             raise AnswerError(f"interests[{k}].confidence must be a number")
         if not 0.0 <= float(conf_k) <= 1.0:
             raise AnswerError(f"interests[{k}].confidence {conf_k} is outside [0, 1]")
-        norm = normalise_descriptor(text_k)
+        norm = tidy_answer_descriptor(text_k)
         words = len(norm.split())
         if not MIN_WORDS <= words <= MAX_WORDS:
             raise AnswerError(
