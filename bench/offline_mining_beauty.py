@@ -67,10 +67,11 @@ def main() -> None:
     encode_texts(["warm up"], BUNDLED_MINILM)  # model load is not mining time
 
     start = time.perf_counter()
-    item_rows = mine_items_offline(items, users, 5, BUNDLED_MINILM, params.load("mine").offline)
+    mine = params.load("mine")
+    item_rows = mine_items_offline(items, users, 5, BUNDLED_MINILM, mine.offline)
     item_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    user_rows = mine_users_offline(users, item_rows, max_descriptors=10)
+    user_rows = mine_users_offline(users, item_rows, 10, mine.user_half_life)
     user_seconds = time.perf_counter() - start
     counts = [len(row.interests) for row in item_rows]
     logger.info(
@@ -89,7 +90,13 @@ def main() -> None:
     if args.merge:
         precomputed = read_precomputed(args.folder / "interests.jsonl", items, "claude")
         start = time.perf_counter()
-        merged = merge_many([precomputed, item_rows], 8, 0.85, BUNDLED_MINILM)
+        merged = merge_many(
+            [precomputed, item_rows],
+            8,
+            mine.merge_similarity,
+            BUNDLED_MINILM,
+            mine.merge_batch_size,
+        )
         logger.info("merge of 2 backends: %.1f s", time.perf_counter() - start)
         agreeing = sum(1 for row in merged for x in row.interests if len(x.models) > 1)
         logger.info("merged interests proposed by both backends: %s", f"{agreeing:,}")

@@ -16,6 +16,7 @@ from deepinterestgr.io import Interest, ItemInterests, UserInterests
 from deepinterestgr.text_encoder import BUNDLED_MINILM, encode_texts
 
 STRING_ONLY = 1.01  # above any cosine: no encoder needed
+BATCH = 2  # encoder batch: several batches even for these few descriptors
 
 
 def test_normalise_and_key_by_hand():
@@ -37,7 +38,7 @@ def test_two_backends_spelling_one_interest_merge_with_both_models():
         Interest("salon quality manicure at home.", 0.7, ("offline",)),
         Interest("nail polish", 0.6, ("offline",)),
     ]
-    merged = merge_interests([claude, offline], 10, STRING_ONLY, BUNDLED_MINILM)
+    merged = merge_interests([claude, offline], 10, STRING_ONLY, BUNDLED_MINILM, BATCH)
     # Worked by hand: agreement 2 first, confidence = mean(0.9, 0.7) = 0.8; then the
     # single-model interests by confidence.
     assert merged == (
@@ -50,7 +51,7 @@ def test_two_backends_spelling_one_interest_merge_with_both_models():
 def test_agreement_outranks_confidence_and_max_descriptors_truncates():
     a = [Interest("dry skin relief", 0.3, ("a",)), Interest("bold red lips", 0.99, ("a",))]
     b = [Interest("Dry skin relief", 0.2, ("b",)), Interest("travel size kit", 0.4, ("b",))]
-    merged = merge_interests([a, b], 2, STRING_ONLY, BUNDLED_MINILM)
+    merged = merge_interests([a, b], 2, STRING_ONLY, BUNDLED_MINILM, BATCH)
     assert [x.descriptor for x in merged] == ["dry skin relief", "bold red lips"]
     assert merged[0].confidence == pytest.approx(0.25)
     assert merged[0].models == ("a", "b")
@@ -59,7 +60,7 @@ def test_agreement_outranks_confidence_and_max_descriptors_truncates():
 def test_one_model_counts_once_with_its_best_confidence():
     a = [Interest("nail art", 0.4, ("a",)), Interest("Nail-art", 0.8, ("a",))]
     b = [Interest("nail art", 0.6, ("b",))]
-    (merged,) = merge_interests([a, b], 5, STRING_ONLY, BUNDLED_MINILM)
+    (merged,) = merge_interests([a, b], 5, STRING_ONLY, BUNDLED_MINILM, BATCH)
     assert merged.confidence == pytest.approx((0.8 + 0.6) / 2)
     assert merged.models == ("a", "b")
 
@@ -78,6 +79,7 @@ def test_embedding_dedupe_merges_near_duplicates_only():
         5,
         threshold,
         BUNDLED_MINILM,
+        BATCH,
     )
     # The strongest member (agreement equal, higher confidence) names the merged interest.
     assert merged == (
@@ -95,7 +97,7 @@ def test_embedding_dedupe_merges_near_duplicates_only():
 )
 def test_bad_interests_are_rejected(interest, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        merge_interests([[interest]], 5, STRING_ONLY, BUNDLED_MINILM)
+        merge_interests([[interest]], 5, STRING_ONLY, BUNDLED_MINILM, BATCH)
 
 
 def _rows():
@@ -127,7 +129,7 @@ def test_merge_many_matches_per_item_merge_and_encodes_once(monkeypatch):
         return real_encode(texts, *args, **kwargs)
 
     monkeypatch.setattr(interest_merge, "encode_texts", counting_encode)
-    merged = merge_many([llm, offline], 5, 0.9, BUNDLED_MINILM)
+    merged = merge_many([llm, offline], 5, 0.9, BUNDLED_MINILM, BATCH)
     assert len(calls) == 1
     assert [row.item_id for row in merged] == [0, 1, 2]
     assert [row.offline for row in merged] == [False, False, True]
@@ -135,19 +137,19 @@ def test_merge_many_matches_per_item_merge_and_encodes_once(monkeypatch):
         "salon-quality manicure at home", pytest.approx(0.7), ("gpt", "offline")
     )
     assert merged[0].interests == merge_interests(
-        [llm[1].interests, offline[0].interests], 5, 0.9, BUNDLED_MINILM
+        [llm[1].interests, offline[0].interests], 5, 0.9, BUNDLED_MINILM, BATCH
     )
-    assert merged == merge_many([llm, offline], 5, 0.9, BUNDLED_MINILM)  # deterministic
+    assert merged == merge_many([llm, offline], 5, 0.9, BUNDLED_MINILM, BATCH)  # deterministic
 
 
 def test_merge_many_rejects_an_id_twice_in_one_backend():
     llm, _ = _rows()
     with pytest.raises(ValueError, match="backend 0: id 1 appears twice"):
-        merge_many([[*llm, llm[0]]], 5, STRING_ONLY, BUNDLED_MINILM)
+        merge_many([[*llm, llm[0]]], 5, STRING_ONLY, BUNDLED_MINILM, BATCH)
 
 
 def test_merge_many_users_keys_on_user_id():
     a = [UserInterests(3, (Interest("nail art", 0.4, ("a",)),))]
     b = [UserInterests(3, (Interest("Nail art!", 0.8, ("b",)),), offline=True)]
-    (merged,) = merge_many_users([a, b], 5, STRING_ONLY, BUNDLED_MINILM)
+    (merged,) = merge_many_users([a, b], 5, STRING_ONLY, BUNDLED_MINILM, BATCH)
     assert merged == UserInterests(3, (Interest("nail art", pytest.approx(0.6), ("a", "b")),))

@@ -191,11 +191,11 @@ def test_user_interests_by_hand():
 
 
 def test_user_interests_ignore_held_out_items_and_need_every_training_item(mined):
-    rows = mine_users_offline(USERS, mined, 6)
-    assert rows == mine_users_offline(_held_out_changed(USERS), mined, 6)
+    rows = mine_users_offline(USERS, mined, 6, half_life=3.0)
+    assert rows == mine_users_offline(_held_out_changed(USERS), mined, 6, half_life=3.0)
     assert all(row.offline and 1 <= len(row.interests) <= 6 for row in rows)
     with pytest.raises(ValueError, match="user 0: item 3 has no mined interests"):
-        mine_users_offline(USERS[:1], [row for row in mined if row.item_id != 3], 6)
+        mine_users_offline(USERS[:1], [row for row in mined if row.item_id != 3], 6, half_life=3.0)
 
 
 def test_item_text_by_hand():

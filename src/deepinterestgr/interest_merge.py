@@ -42,9 +42,6 @@ _NON_WORD = re.compile(r"[^\w]+")
 # Leading/trailing characters that are not letters or digits ("...", quotes, a final ".").
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$")
 
-# Texts are encoded in batches of this many (the encoder sorts by length inside a batch).
-ENCODE_BATCH_SIZE = 256
-
 
 def normalise_descriptor(text: str) -> str:
     """Lowercase, NFKC, collapse whitespace, strip edge punctuation; keeps inner hyphens."""
@@ -146,14 +143,14 @@ def _semantic_merge(
     return tuple(group.to_interest() for group in kept[:max_descriptors])
 
 
-def _encode_unique(texts: Iterable[str], encoder: str) -> dict[str, np.ndarray]:
+def _encode_unique(texts: Iterable[str], encoder: str, batch_size: int) -> dict[str, np.ndarray]:
     """Unit vectors for each distinct text, encoded in one sorted batch (deterministic)."""
     unique = sorted(set(texts))
     if not unique:
         return {}
     logger.info("encoding %s distinct descriptors for the merge", f"{len(unique):,}")
     vectors = encode_texts(
-        unique, encoder, batch_size=ENCODE_BATCH_SIZE, show_progress=len(unique) > 10_000
+        unique, encoder, batch_size=batch_size, show_progress=len(unique) > 10_000
     )
     return dict(zip(unique, vectors, strict=True))
 
@@ -169,6 +166,7 @@ def merge_interests(
     max_descriptors: int,
     similarity_threshold: float,
     encoder: str,
+    batch_size: int,
 ) -> tuple[io.Interest, ...]:
     """Merge one item's interests from several backends (module docstring, steps 1-6).
 
@@ -179,6 +177,7 @@ def merge_interests(
         similarity_threshold: cosine similarity in [-1, 1] at or above which two descriptors
             are one interest; above 1 disables the embedding step (string dedupe only).
         encoder: sentence encoder name or path (see :mod:`deepinterestgr.text_encoder`).
+        batch_size: descriptors per encoder batch (the encoder sorts by length inside a batch).
 
     Returns:
         merged interests, strongest first; ``models`` sorted, ``confidence`` in [0, 1].
@@ -186,7 +185,7 @@ def merge_interests(
     groups = _string_groups(per_backend)
     vector_of = None
     if _uses_embeddings(similarity_threshold) and len(groups) > 1:
-        vectors = _encode_unique((g.descriptor for g in groups), encoder)
+        vectors = _encode_unique((g.descriptor for g in groups), encoder, batch_size)
         vector_of = vectors.__getitem__
     return _semantic_merge(groups, vector_of, similarity_threshold, max_descriptors)
 
@@ -197,6 +196,7 @@ def _merge_rows(
     max_descriptors: int,
     similarity_threshold: float,
     encoder: str,
+    batch_size: int,
 ) -> list[tuple[int, tuple[io.Interest, ...], bool]]:
     """Shared body of :func:`merge_many` and :func:`merge_many_users`."""
     by_id: dict[int, list[io.ItemInterests | io.UserInterests]] = {}
@@ -218,6 +218,7 @@ def _merge_rows(
         vectors = _encode_unique(
             (g.descriptor for groups in grouped.values() if len(groups) > 1 for g in groups),
             encoder,
+            batch_size,
         )
         vector_of = vectors.__getitem__
     merged = []
@@ -236,6 +237,7 @@ def merge_many(
     max_descriptors: int,
     similarity_threshold: float,
     encoder: str,
+    batch_size: int,
 ) -> list[io.ItemInterests]:
     """Merge every item's interests across backends, encoding all descriptors in one batch.
 
@@ -250,6 +252,7 @@ def merge_many(
         max_descriptors,
         similarity_threshold,
         encoder,
+        batch_size,
     )
     return [io.ItemInterests(row_id, interests, offline) for row_id, interests, offline in merged]
 
@@ -259,6 +262,7 @@ def merge_many_users(
     max_descriptors: int,
     similarity_threshold: float,
     encoder: str,
+    batch_size: int,
 ) -> list[io.UserInterests]:
     """:func:`merge_many` for user rows (keyed by ``user_id``)."""
     merged = _merge_rows(
@@ -267,5 +271,6 @@ def merge_many_users(
         max_descriptors,
         similarity_threshold,
         encoder,
+        batch_size,
     )
     return [io.UserInterests(row_id, interests, offline) for row_id, interests, offline in merged]

@@ -329,7 +329,13 @@ def _merge(sources: list[list[Any]], params: MineParams, merge_many: Any) -> lis
         return [
             replace(row, interests=row.interests[: params.max_descriptors]) for row in sources[0]
         ]
-    return merge_many(sources, params.max_descriptors, params.merge_similarity, params.encoder)
+    return merge_many(
+        sources,
+        params.max_descriptors,
+        params.merge_similarity,
+        params.encoder,
+        params.merge_batch_size,
+    )
 
 
 def _complete(rows: Sequence[Any], count: int, offline: bool, cls: type) -> list[Any]:

@@ -415,7 +415,7 @@ def mine_users_offline(
     users: Sequence[io.UserSequence],
     item_interests: Sequence[io.ItemInterests],
     max_descriptors: int,
-    half_life: float = 3.0,
+    half_life: float,
 ) -> list[io.UserInterests]:
     """Aggregate item descriptors over each user's training history, recent items weighing more.
 

@@ -170,6 +170,7 @@ class MineParams:
     max_descriptors: int  # descriptors kept per item and per user after merging
     merge_similarity: float  # cosine above which two descriptors are the same interest
     encoder: str  # sentence encoder for ranking (offline) and merging
+    merge_batch_size: int  # descriptors per encoder batch when merging backends
     prompts: PromptVersions  # prompt version per modality
     max_description_chars: int  # item description cut to this many characters in prompts
     max_history_items: int  # most recent training items shown in a user-history prompt
@@ -520,6 +521,7 @@ def _validate_mine(p: MineParams) -> Problems:
             "max_descriptors": p.max_descriptors,
             "max_description_chars": p.max_description_chars,
             "max_history_items": p.max_history_items,
+            "merge_batch_size": p.merge_batch_size,
         },
     )
     yield from _above(
