@@ -33,13 +33,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from deepinterestgr.io import save_array
+from deepinterestgr.llm_cache import AnswerCache
+from deepinterestgr.testing.fake_llm_server import FakeLLMServer
+from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
 
-from deepinterestgr.io import save_array  # noqa: E402
-from deepinterestgr.llm_cache import AnswerCache  # noqa: E402
-from fake_llm_server import FakeLLMServer  # noqa: E402
-from stage_inputs import write_tiny_stage_folder  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon" / "beauty"
 KEY_ENV = "DIGR_FAULTS_KEY"
@@ -484,7 +483,9 @@ def codebook(size: int) -> Callable[[Project], None]:
 
 
 def no_models(project: Project) -> None:
-    params = write_tiny_stage_folder(project.folder)
+    params = write_tiny_stage_folder(
+        project.folder, yaml.safe_load((ROOT / "params.yaml").read_text())
+    )
     project.params = params
     project.params["mine"]["llms"].pop("fake", None)
     project.write()

@@ -25,13 +25,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from deepinterestgr import io, llm_backends, mining
+from deepinterestgr.llm_cache import AnswerCache
+from deepinterestgr.params import LLMParams
+from deepinterestgr.prompts import item_text_prompt
 
-from deepinterestgr import io, llm_backends, mining  # noqa: E402
-from deepinterestgr.llm_cache import AnswerCache  # noqa: E402
-from deepinterestgr.params import LLMParams  # noqa: E402
-from deepinterestgr.prompts import item_text_prompt  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 KEY_ENV = "DIGR_BENCH_KEY"
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon" / "beauty" / "items.jsonl"
@@ -108,7 +107,7 @@ async def timed(jobs, config, cache, server_pid):
 
 def live(provider: str, latency: float, in_flight: list[int], per_slot: int) -> list[dict]:
     server = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "fake_llm_server.py"), "--latency", str(latency)],
+        [sys.executable, "-m", "deepinterestgr.testing.fake_llm_server", "--latency", str(latency)],
         stdout=subprocess.PIPE,
         text=True,
     )

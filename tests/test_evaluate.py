@@ -24,7 +24,7 @@ from deepinterestgr.generative_evaluation import (
 from deepinterestgr.generative_model import PromptSpec, Recommender
 from deepinterestgr.io import UserSequence
 from deepinterestgr.sid_tokenizer import build_tokenizer
-from stage_inputs import write_tiny_stage_folder
+from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,9 +108,9 @@ def test_hr_by_k_rows():
 
 
 @pytest.mark.slow
-def test_sft_and_evaluate_stages_end_to_end(tmp_path):
+def test_sft_and_evaluate_stages_end_to_end(tmp_path, project_params):
     """The two stages on a tiny synthetic catalogue, from their own working folder."""
-    write_tiny_stage_folder(tmp_path)
+    write_tiny_stage_folder(tmp_path, project_params)
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for stage in ("sft", "evaluate"):

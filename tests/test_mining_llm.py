@@ -14,7 +14,7 @@ from deepinterestgr.io import Item
 from deepinterestgr.llm_cache import AnswerCache
 from deepinterestgr.params import LLMParams
 from deepinterestgr.prompts import ImagePart, item_image_prompt, item_text_prompt, parse_answer
-from fake_llm_server import FakeLLMServer
+from deepinterestgr.testing.fake_llm_server import FakeLLMServer
 
 KEY = "sk-test-SECRET-7f3a9c"
 KEY_ENV = "DIGR_TEST_LLM_KEY"

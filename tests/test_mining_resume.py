@@ -11,7 +11,7 @@ from pathlib import Path
 
 from deepinterestgr import mining
 from deepinterestgr.llm_cache import AnswerCache
-from fake_llm_server import FakeLLMServer
+from deepinterestgr.testing.fake_llm_server import FakeLLMServer
 from test_mining_llm import KEY, KEY_ENV, items, settings, text_jobs
 
 NUM_ITEMS = 40

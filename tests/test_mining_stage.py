@@ -16,7 +16,7 @@ from deepinterestgr.config import build
 from deepinterestgr.interest_mining import MiningFailed, mine_interests
 from deepinterestgr.params import MineParams
 from deepinterestgr.prompts import user_history_prompt
-from fake_llm_server import FakeLLMServer
+from deepinterestgr.testing.fake_llm_server import FakeLLMServer
 from test_mining_llm import KEY, KEY_ENV
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stage_inputs import write_tiny_stage_folder
+from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,8 +24,8 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_processes_split_the_examples_and_only_the_main_one_writes(tmp_path):
-    config = write_tiny_stage_folder(tmp_path, num_users=64)
+def test_two_processes_split_the_examples_and_only_the_main_one_writes(tmp_path, project_params):
+    config = write_tiny_stage_folder(tmp_path, project_params, num_users=64)
     launch = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--multi_gpu", "--num_processes", "2", "--num_machines", "1",

@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 
 from deepinterestgr.io import save_array, write_json
-from stage_inputs import write_tiny_stage_folder
+from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,8 +63,9 @@ def test_rqvae_with_a_codebook_too_small_fails_before_training(tmp_path):
     assert not (cwd / "data/rqvae").exists()
 
 
-def test_evaluate_without_any_model_folder_fails_and_writes_nothing(tmp_path):
-    write_tiny_stage_folder(tmp_path)  # everything evaluate reads but a trained model
+def test_evaluate_without_any_model_folder_fails_and_writes_nothing(tmp_path, project_params):
+    # Everything evaluate reads but a trained model.
+    write_tiny_stage_folder(tmp_path, project_params)
     run = run_stage("evaluate", tmp_path)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1] == (

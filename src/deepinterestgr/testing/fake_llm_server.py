@@ -19,7 +19,7 @@ stop a client while its requests are in flight.
 
 A threaded HTTP/1.1 server with keep-alive: each connection gets a thread, so 32 clients in
 flight are served in parallel (``latency_s`` is slept per request). Run standalone for the
-benchmark: ``python tests/fake_llm_server.py --latency 0.2`` prints its base URL.
+benchmark: ``python -m deepinterestgr.testing.fake_llm_server --latency 0.2`` prints its base URL.
 """
 
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import yaml
 
 from deepinterestgr.io import (
     Interest,
@@ -21,13 +22,14 @@ from deepinterestgr.io import (
     write_users,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def write_tiny_stage_folder(folder: Path, num_users: int = 40) -> dict:
+def write_tiny_stage_folder(
+    folder: Path, params: dict[str, Any], num_users: int = 40
+) -> dict[str, Any]:
     """24 items with 4-level SIDs, ``num_users`` users of 6 items, one interest per item, a
-    popularity baseline, and the project's params shrunk to seconds. Returns the params,
-    also written to ``folder/params.yaml``."""
+    popularity baseline, and ``params`` (the project's params.yaml, as read) shrunk to seconds.
+    Returns the shrunk params, also written to ``folder/params.yaml``; ``params`` is not changed.
+    """
     rng = np.random.default_rng(0)
     items = [Item(i, f"s{i}", f"item {i % 5}") for i in range(24)]
     users = [
@@ -45,7 +47,7 @@ def write_tiny_stage_folder(folder: Path, num_users: int = 40) -> dict:
     baselines = {"valid": {"hr@1": 0.1, "ndcg@1": 0.1}, "test": {"hr@1": 0.2, "ndcg@1": 0.2}}
     write_json(folder / "metrics/baselines.json", {"popularity": baselines})
 
-    config = yaml.safe_load((ROOT / "params.yaml").read_text())
+    config = copy.deepcopy(params)
     config["sft"]["model_config"].update(hidden_size=16, num_hidden_layers=1, intermediate_size=32)
     config["sft"]["item_model"].update(hidden_size=16, num_hidden_layers=1, intermediate_size=32)
     config["sft"]["selection"].update(metric="ndcg@4", users=0)
