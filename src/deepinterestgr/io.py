@@ -485,18 +485,22 @@ def _interest_rows(path: str | Path, id_field: str, cls: type) -> list[Any]:
     return rows
 
 
-def write_item_interests(path: str | Path, rows: Iterable[ItemInterests]) -> int:
+def _write_interest_rows(path: str | Path, rows: Iterable[Any], id_field: str) -> int:
     return write_jsonl(
         path,
         (
             {
-                "item_id": row.item_id,
+                id_field: getattr(row, id_field),
                 "offline": row.offline,
                 "interests": [_interest_to_record(i) for i in row.interests],
             }
             for row in rows
         ),
     )
+
+
+def write_item_interests(path: str | Path, rows: Iterable[ItemInterests]) -> int:
+    return _write_interest_rows(path, rows, "item_id")
 
 
 def read_item_interests(path: str | Path) -> list[ItemInterests]:
@@ -504,17 +508,7 @@ def read_item_interests(path: str | Path) -> list[ItemInterests]:
 
 
 def write_user_interests(path: str | Path, rows: Iterable[UserInterests]) -> int:
-    return write_jsonl(
-        path,
-        (
-            {
-                "user_id": row.user_id,
-                "offline": row.offline,
-                "interests": [_interest_to_record(i) for i in row.interests],
-            }
-            for row in rows
-        ),
-    )
+    return _write_interest_rows(path, rows, "user_id")
 
 
 def read_user_interests(path: str | Path) -> list[UserInterests]:
