@@ -7,7 +7,6 @@ import pytest
 from deepinterestgr import interest_merge
 from deepinterestgr.interest_merge import (
     dedupe_key,
-    merge_interests,
     merge_many,
     merge_many_users,
     normalise_descriptor,
@@ -17,6 +16,13 @@ from deepinterestgr.text_encoder import BUNDLED_MINILM, encode_texts
 
 STRING_ONLY = 1.01  # above any cosine: no encoder needed
 BATCH = 2  # encoder batch: several batches even for these few descriptors
+
+
+def merge_one(per_backend, max_descriptors, similarity_threshold):
+    """The merged interests of one item proposed by several backends (one list each)."""
+    rows = [[ItemInterests(0, tuple(interests))] for interests in per_backend]
+    (row,) = merge_many(rows, max_descriptors, similarity_threshold, BUNDLED_MINILM, BATCH)
+    return row.interests
 
 
 def test_normalise_and_key_by_hand():
@@ -38,7 +44,7 @@ def test_two_backends_spelling_one_interest_merge_with_both_models():
         Interest("salon quality manicure at home.", 0.7, ("offline",)),
         Interest("nail polish", 0.6, ("offline",)),
     ]
-    merged = merge_interests([claude, offline], 10, STRING_ONLY, BUNDLED_MINILM, BATCH)
+    merged = merge_one([claude, offline], 10, STRING_ONLY)
     # Worked by hand: agreement 2 first, confidence = mean(0.9, 0.7) = 0.8; then the
     # single-model interests by confidence.
     assert merged == (
@@ -51,7 +57,7 @@ def test_two_backends_spelling_one_interest_merge_with_both_models():
 def test_agreement_outranks_confidence_and_max_descriptors_truncates():
     a = [Interest("dry skin relief", 0.3, ("a",)), Interest("bold red lips", 0.99, ("a",))]
     b = [Interest("Dry skin relief", 0.2, ("b",)), Interest("travel size kit", 0.4, ("b",))]
-    merged = merge_interests([a, b], 2, STRING_ONLY, BUNDLED_MINILM, BATCH)
+    merged = merge_one([a, b], 2, STRING_ONLY)
     assert [x.descriptor for x in merged] == ["dry skin relief", "bold red lips"]
     assert merged[0].confidence == pytest.approx(0.25)
     assert merged[0].models == ("a", "b")
@@ -60,7 +66,7 @@ def test_agreement_outranks_confidence_and_max_descriptors_truncates():
 def test_one_model_counts_once_with_its_best_confidence():
     a = [Interest("nail art", 0.4, ("a",)), Interest("Nail-art", 0.8, ("a",))]
     b = [Interest("nail art", 0.6, ("b",))]
-    (merged,) = merge_interests([a, b], 5, STRING_ONLY, BUNDLED_MINILM, BATCH)
+    (merged,) = merge_one([a, b], 5, STRING_ONLY)
     assert merged.confidence == pytest.approx((0.8 + 0.6) / 2)
     assert merged.models == ("a", "b")
 
@@ -71,15 +77,13 @@ def test_embedding_dedupe_merges_near_duplicates_only():
     close, far = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
     assert close > far
     threshold = (close + far) / 2
-    merged = merge_interests(
+    merged = merge_one(
         [
             [Interest(near_a, 0.9, ("a",)), Interest(other, 0.5, ("a",))],
             [Interest(near_b, 0.7, ("b",))],
         ],
         5,
         threshold,
-        BUNDLED_MINILM,
-        BATCH,
     )
     # The strongest member (agreement equal, higher confidence) names the merged interest.
     assert merged == (
@@ -97,7 +101,7 @@ def test_embedding_dedupe_merges_near_duplicates_only():
 )
 def test_bad_interests_are_rejected(interest, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        merge_interests([[interest]], 5, STRING_ONLY, BUNDLED_MINILM, BATCH)
+        merge_one([[interest]], 5, STRING_ONLY)
 
 
 def _rows():
@@ -136,9 +140,7 @@ def test_merge_many_matches_per_item_merge_and_encodes_once(monkeypatch):
     assert merged[0].interests[0] == Interest(
         "salon-quality manicure at home", pytest.approx(0.7), ("gpt", "offline")
     )
-    assert merged[0].interests == merge_interests(
-        [llm[1].interests, offline[0].interests], 5, 0.9, BUNDLED_MINILM, BATCH
-    )
+    assert merged[0].interests == merge_one([llm[1].interests, offline[0].interests], 5, 0.9)
     assert merged == merge_many([llm, offline], 5, 0.9, BUNDLED_MINILM, BATCH)  # deterministic
 
 

@@ -161,35 +161,6 @@ def _uses_embeddings(similarity_threshold: float) -> bool:
     return similarity_threshold <= 1.0
 
 
-def merge_interests(
-    per_backend: Sequence[Sequence[io.Interest]],
-    max_descriptors: int,
-    similarity_threshold: float,
-    encoder: str,
-    batch_size: int,
-) -> tuple[io.Interest, ...]:
-    """Merge one item's interests from several backends (module docstring, steps 1-6).
-
-    Args:
-        per_backend: one ordered list of interests per backend; every interest must name
-            its ``models`` (provenance) and have a confidence in [0, 1].
-        max_descriptors: keep at most this many merged interests.
-        similarity_threshold: cosine similarity in [-1, 1] at or above which two descriptors
-            are one interest; above 1 disables the embedding step (string dedupe only).
-        encoder: sentence encoder name or path (see :mod:`deepinterestgr.text_encoder`).
-        batch_size: descriptors per encoder batch (the encoder sorts by length inside a batch).
-
-    Returns:
-        merged interests, strongest first; ``models`` sorted, ``confidence`` in [0, 1].
-    """
-    groups = _string_groups(per_backend)
-    vector_of = None
-    if _uses_embeddings(similarity_threshold) and len(groups) > 1:
-        vectors = _encode_unique((g.descriptor for g in groups), encoder, batch_size)
-        vector_of = vectors.__getitem__
-    return _semantic_merge(groups, vector_of, similarity_threshold, max_descriptors)
-
-
 def _merge_rows(
     per_backend_rows: Sequence[Sequence[io.ItemInterests | io.UserInterests]],
     id_of: Callable[[io.ItemInterests | io.UserInterests], int],
@@ -239,12 +210,24 @@ def merge_many(
     encoder: str,
     batch_size: int,
 ) -> list[io.ItemInterests]:
-    """Merge every item's interests across backends, encoding all descriptors in one batch.
+    """Merge every item's interests across backends (module docstring, steps 1-6), encoding
+    the descriptors of all items in one pass.
 
-    ``per_backend_rows[b]`` holds backend b's rows (any order, each ``item_id`` at most once);
-    an item missing from a backend simply has no proposals from it. Returns one row per item
-    id seen, sorted by ``item_id``; ``offline`` is True only when every contributing row was
-    offline. Other arguments as in :func:`merge_interests`.
+    Args:
+        per_backend_rows: ``per_backend_rows[b]`` holds backend b's rows (any order, each
+            ``item_id`` at most once); an item missing from a backend simply has no proposals
+            from it. Every interest must name its ``models`` (provenance) and have a
+            confidence in [0, 1].
+        max_descriptors: keep at most this many merged interests per item.
+        similarity_threshold: cosine similarity in [-1, 1] at or above which two descriptors
+            are one interest; above 1 disables the embedding step (string dedupe only).
+        encoder: sentence encoder name or path (see :mod:`deepinterestgr.text_encoder`).
+        batch_size: descriptors per encoder batch (the encoder sorts by length inside a batch).
+
+    Returns:
+        one row per item id seen, sorted by ``item_id``: interests strongest first, ``models``
+        sorted, ``confidence`` in [0, 1]; ``offline`` is True only when every contributing row
+        was offline.
     """
     merged = _merge_rows(
         per_backend_rows,
