@@ -197,7 +197,29 @@ def write_peers_folder(folder: Path, run: list[str]) -> None:
     items = [Item(i, f"s{i}", f"item {i}") for i in range(30)]
     write_items(folder / "data/download/items.jsonl", items)
     write_users(folder / "data/download/users.jsonl", cycle_users(60, 30, 8))
-    config = SASRecParams(16, 1, 2, 32, 0.0, 8, 32, 0.01, 0.0, 1, 1, 10)
+    config = SASRecParams(
+        hidden_size=16,
+        num_blocks=1,
+        num_heads=2,
+        feedforward_size=32,
+        activation="gelu",
+        dropout=0.0,
+        max_len=8,
+        scale_embeddings=False,
+        positions="from_oldest",
+        loss="full_softmax",
+        num_negatives=0,
+        negative_exponent=0.5,
+        batch_size=32,
+        learning_rate=0.01,
+        adam_beta2=0.999,
+        weight_decay=0.0,
+        warmup_steps=0,
+        lr_schedule="constant",
+        max_epochs=1,
+        patience=1,
+        early_stopping_k=10,
+    )
     save_checkpoint(folder / "data/baselines/sasrec.pt", SASRec(30, config), config)
     project = yaml.safe_load((ROOT / "params.yaml").read_text())
     project["peers"]["run"] = run
