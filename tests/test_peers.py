@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from deepinterestgr.baselines.sasrec import SASRec, save_checkpoint
 from deepinterestgr.evaluation import evaluate_ranker
 from deepinterestgr.io import Item, UserSequence, write_items, write_users
 from deepinterestgr.metrics import NOT_RANKED, user_hits, user_ndcg
-from deepinterestgr.params import SASRecParams
+from deepinterestgr.params import load
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SASREC = {"embedding_dim": 16, "max_len": 8, "n_sample": 32, "batch_size": 32, "n_epochs": 3}
@@ -197,28 +198,14 @@ def write_peers_folder(folder: Path, run: list[str]) -> None:
     items = [Item(i, f"s{i}", f"item {i}") for i in range(30)]
     write_items(folder / "data/download/items.jsonl", items)
     write_users(folder / "data/download/users.jsonl", cycle_users(60, 30, 8))
-    config = SASRecParams(
+    # The project's SASRec, shrunk: only the architecture matters for a saved checkpoint.
+    config = replace(
+        load("baselines", ROOT / "params.yaml").sasrec,
         hidden_size=16,
         num_blocks=1,
         num_heads=2,
         feedforward_size=32,
-        activation="gelu",
-        dropout=0.0,
         max_len=8,
-        scale_embeddings=False,
-        positions="from_oldest",
-        loss="full_softmax",
-        num_negatives=0,
-        negative_exponent=0.5,
-        batch_size=32,
-        learning_rate=0.01,
-        adam_beta2=0.999,
-        weight_decay=0.0,
-        warmup_steps=0,
-        lr_schedule="constant",
-        max_epochs=1,
-        patience=1,
-        early_stopping_k=10,
     )
     save_checkpoint(folder / "data/baselines/sasrec.pt", SASRec(30, config), config)
     project = yaml.safe_load((ROOT / "params.yaml").read_text())
