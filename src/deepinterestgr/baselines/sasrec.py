@@ -47,7 +47,7 @@ from tqdm import tqdm
 from deepinterestgr.baselines.popularity import training_counts
 from deepinterestgr.config import build, to_dict
 from deepinterestgr.evaluation import evaluate_ranker
-from deepinterestgr.io import UserSequence, atomic_path
+from deepinterestgr.io import UserSequence, write_state_dict
 from deepinterestgr.params import SASRecParams
 
 logger = logging.getLogger(__name__)
@@ -268,8 +268,7 @@ def save_checkpoint(path: str | Path, model: SASRec, config: SASRecParams) -> No
         "config": to_dict(config),
         "state_dict": model.state_dict(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    write_state_dict(path, checkpoint)  # equal weights, equal bytes
 
 
 def load_checkpoint(path: str | Path) -> SASRec:
