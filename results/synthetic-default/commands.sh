@@ -1,2 +1,1 @@
-source .venv/bin/activate
-dvc repro
+bash scripts/setup.sh && source .venv/bin/activate && dvc repro   # README command 1, base.seed 42

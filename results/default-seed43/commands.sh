@@ -1,0 +1,1 @@
+dvc exp run -n default-seed43 -S base.seed=43

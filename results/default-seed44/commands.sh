@@ -1,0 +1,1 @@
+dvc exp run -n default-seed44 -S base.seed=44
