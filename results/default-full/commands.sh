@@ -1,0 +1,1 @@
+PREFIX=default- bash scripts/ablations.sh 
