@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from deepinterestgr.reporting import committed_text
 
 ROOT = Path(__file__).resolve().parents[1]
 # Metric keys that measure the machine, not the model: they differ on every run (wall clock) or
@@ -31,13 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MACHINE_STATE = re.compile(
     r"(wall_time|wall_s$|runtime|seconds|_per_s(econd)?$|^minutes$|cpu_time|^cached$|^encoded$)"
 )
-
-
-def committed(path: str, rev: str) -> str | None:
-    shown = subprocess.run(
-        ["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True
-    )
-    return shown.stdout if shown.returncode == 0 else None
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -73,7 +67,7 @@ def metric_files() -> list[str]:
 def metric_differences(rev: str) -> list[str]:
     differences = []
     for path in metric_files():
-        before = committed(path, rev)
+        before = committed_text(ROOT, rev, path)
         if before is None:
             differences.append(f"{path}: not committed at {rev}")
             continue
@@ -106,7 +100,7 @@ def output_hashes(lock_text: str) -> dict[str, str]:
 
 
 def lock_differences(rev: str) -> list[str]:
-    before = committed("dvc.lock", rev)
+    before = committed_text(ROOT, rev, "dvc.lock")
     if before is None:
         return [f"dvc.lock: not committed at {rev}"]
     old, new = output_hashes(before), output_hashes((ROOT / "dvc.lock").read_text())

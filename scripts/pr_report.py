@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from deepinterestgr.metrics import paired_bootstrap, user_hits, user_ndcg
+from deepinterestgr.reporting import committed_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RANKS = "metrics/ranks.json"
@@ -30,15 +31,9 @@ RESAMPLES = 1000
 
 def ranks_at(rev: str | None) -> dict[str, np.ndarray]:
     """Ranker -> per-user test ranks, from ``rev`` (None: the workspace)."""
-    if rev is None:
-        text = (ROOT / RANKS).read_text()
-    else:
-        shown = subprocess.run(
-            ["git", "show", f"{rev}:{RANKS}"], cwd=ROOT, capture_output=True, text=True
-        )
-        if shown.returncode != 0:
-            return {}
-        text = shown.stdout
+    text = (ROOT / RANKS).read_text() if rev is None else committed_text(ROOT, rev, RANKS)
+    if text is None:
+        return {}
     return {name: np.asarray(r) for name, r in json.loads(text)["ranks"].items()}
 
 

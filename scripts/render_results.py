@@ -19,6 +19,7 @@ from pathlib import Path
 
 from deepinterestgr.reporting import (
     ResultRow,
+    committed_text,
     markdown_table,
     replace_between_markers,
     rows_from_metrics,
@@ -26,14 +27,6 @@ from deepinterestgr.reporting import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def committed(rev: str, path: str) -> str | None:
-    """The text of ``path`` at ``rev``, or None if it is not committed there."""
-    shown = subprocess.run(
-        ["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True
-    )
-    return shown.stdout if shown.returncode == 0 else None
 
 
 def recorded_rows(rev: str) -> list[ResultRow]:
@@ -47,10 +40,10 @@ def recorded_rows(rev: str) -> list[ResultRow]:
     rows: list[ResultRow] = []
     for run in sorted(listed):
         folder = f"results/{run}"
-        note = (committed(rev, f"{folder}/note.txt") or "").strip()
-        evaluation = committed(rev, f"{folder}/metrics/eval.json")
-        baselines = committed(rev, f"{folder}/metrics/baselines.json")
-        peers = committed(rev, f"{folder}/metrics/peers.json")
+        note = (committed_text(ROOT, rev, f"{folder}/note.txt") or "").strip()
+        evaluation = committed_text(ROOT, rev, f"{folder}/metrics/eval.json")
+        baselines = committed_text(ROOT, rev, f"{folder}/metrics/baselines.json")
+        peers = committed_text(ROOT, rev, f"{folder}/metrics/peers.json")
         rows.extend(
             rows_from_metrics(
                 run,

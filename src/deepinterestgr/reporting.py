@@ -10,13 +10,24 @@ result changed and ``git diff`` shows it.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # The columns every table shows: the paper's headline cut-offs on the test split.
 HEADLINE_METRICS = ("hr@5", "ndcg@5", "hr@10", "ndcg@10")
 GENERATIVE_RANKERS = ("sft", "grpo")
+
+
+def committed_text(repository: Path, rev: str, path: str) -> str | None:
+    """The text of ``path`` as committed at ``rev``, or None if it is not committed there:
+    reports read records and metrics from git, never from the workspace."""
+    shown = subprocess.run(
+        ["git", "show", f"{rev}:{path}"], cwd=repository, capture_output=True, text=True
+    )
+    return shown.stdout if shown.returncode == 0 else None
 
 
 @dataclass(frozen=True)
