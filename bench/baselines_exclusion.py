@@ -15,11 +15,11 @@ import json
 import logging
 from pathlib import Path
 
-from deepinterestgr import params
 from deepinterestgr.baselines.popularity import PopularityRanker
 from deepinterestgr.baselines.sasrec import SASRecRanker, load_checkpoint
-from deepinterestgr.evaluation import evaluate_ranker
-from deepinterestgr.io import load_array, read_users
+from deepinterestgr.common import params
+from deepinterestgr.common.io import load_array, read_users
+from deepinterestgr.evaluation.ranking import evaluate_ranker
 
 
 def main() -> None:

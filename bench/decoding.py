@@ -21,15 +21,15 @@ from pathlib import Path
 
 import torch
 
-from deepinterestgr.constrained_decoding import (
+from deepinterestgr.common.io import load_array, read_users
+from deepinterestgr.recommender.constrained_decoding import (
     SidPrefixTree,
     constrained_beam_search,
     prefix_allowed_tokens_fn,
 )
-from deepinterestgr.generative_model import load_recommender
-from deepinterestgr.io import load_array, read_users
-from deepinterestgr.sft_data import build_encoder
-from deepinterestgr.sid_tokenizer import sid_token_ids
+from deepinterestgr.recommender.generative_model import load_recommender
+from deepinterestgr.recommender.sft_data import build_encoder
+from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 
 def generate_top_k(model, prompts, tree, beams, pad_id, depth) -> list[list[int]]:

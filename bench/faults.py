@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from deepinterestgr.io import save_array
-from deepinterestgr.llm_cache import AnswerCache
+from deepinterestgr.common.io import save_array
+from deepinterestgr.llm.cache import AnswerCache
 from deepinterestgr.testing.fake_llm_server import FakeLLMServer
 from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
 
@@ -304,7 +304,7 @@ def case_retry_after(bench: Bench) -> Row:
     run = project.run("mine")
     requests, resent, lost = bench.traffic(since, project)
     logged = next((line for line in run.stderr.splitlines() if "retry-after" in line), "")
-    logged = logged.split("deepinterestgr.mining ")[-1]
+    logged = logged.split("deepinterestgr.llm.runner ")[-1]
     ok = run.returncode == 0 and "retrying in 2.0 s" in logged and run.wall_s < 45
     return Row(
         "Retry-After 45 s (backoff_max_s 2)",

@@ -24,7 +24,7 @@ import argparse
 import json
 from pathlib import Path
 
-from deepinterestgr.io import read_json, write_json
+from deepinterestgr.common.io import read_json, write_json
 
 CURVES = {  # ranker -> its curve in a workspace or a record
     "sft": Path("metrics/curves/sft_validation.json"),

@@ -25,10 +25,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from deepinterestgr import io, llm_backends, mining
-from deepinterestgr.llm_cache import AnswerCache
-from deepinterestgr.params import LLMParams
-from deepinterestgr.prompts import item_text_prompt
+from deepinterestgr.common import io
+from deepinterestgr.common.params import LLMParams
+from deepinterestgr.interests.prompts import item_text_prompt
+from deepinterestgr.llm import backends as llm_backends
+from deepinterestgr.llm import runner as mining
+from deepinterestgr.llm.cache import AnswerCache
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,8 @@
 
 Reads ``../shared/data/amazon/beauty/{items.jsonl,user_sequence.txt,interests.jsonl}``
 (or ``--folder``), builds items (ids in file order) and leave-one-out user sequences, runs
-:func:`deepinterestgr.offline_miner.mine_items_offline` and ``mine_users_offline``, imports the
+:func:`deepinterestgr.interests.offline_miner.mine_items_offline` and ``mine_users_offline``,
+imports the
 precomputed LLM interests and merges both backends; logs wall times and sample items.
 
     python bench/offline_mining_beauty.py [--folder DIR] [--threads N] [--out DIR]
@@ -18,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from deepinterestgr import io, params
-from deepinterestgr.interest_merge import merge_many
-from deepinterestgr.offline_miner import mine_items_offline, mine_users_offline
-from deepinterestgr.precomputed import read_precomputed
-from deepinterestgr.text_encoder import BUNDLED_MINILM, encode_texts
+from deepinterestgr.common import io, params
+from deepinterestgr.interests.merge import merge_many
+from deepinterestgr.interests.offline_miner import mine_items_offline, mine_users_offline
+from deepinterestgr.interests.precomputed import read_precomputed
+from deepinterestgr.items.text_encoder import BUNDLED_MINILM, encode_texts
 
 DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / ".." / "shared/data/amazon/beauty"
 SAMPLES = (0, 1, 2, 5, 8)

@@ -31,9 +31,8 @@ import numpy as np
 import torch
 from trl.trainer.utils import add_fused_lm_head
 
-from deepinterestgr import params
-from deepinterestgr.generative_model import PromptSpec, build_backbone
-from deepinterestgr.io import (
+from deepinterestgr.common import params
+from deepinterestgr.common.io import (
     DatasetFiles,
     align_item_interests,
     load_array,
@@ -41,9 +40,10 @@ from deepinterestgr.io import (
     read_items,
     read_users,
 )
-from deepinterestgr.sft_data import IGNORE, SftExample, build_encoder, item_text
-from deepinterestgr.sid_tokenizer import sid_token_ids
-from deepinterestgr.trainer_hooks import add_plain_lm_head
+from deepinterestgr.recommender.generative_model import PromptSpec, build_backbone
+from deepinterestgr.recommender.sft_data import IGNORE, SftExample, build_encoder, item_text
+from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
+from deepinterestgr.recommender.trainer_hooks import add_plain_lm_head
 
 DATASET = DatasetFiles(Path("data/download"))
 CODES = Path("data/rqvae/codes.npy")

@@ -25,7 +25,7 @@ ref=$(git for-each-ref --sort=-committerdate --format='%(refname)' refs/exps | g
 python - "$ref" "$out/ranks.json" <<'PY'
 import io, sys
 import dvc.api, numpy as np
-from deepinterestgr.io import write_ranks
+from deepinterestgr.common.io import write_ranks
 ref, path = sys.argv[1], sys.argv[2]
 def ranks(name):
     with dvc.api.open(f"data/baselines/{name}_test_ranks.npy", rev=ref, mode="rb") as handle:

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from deepinterestgr.reporting import committed_text
+from deepinterestgr.common.reporting import committed_text
 
 ROOT = Path(__file__).resolve().parents[1]
 # Metric keys that measure the machine, not the model: they differ on every run (wall clock) or

@@ -17,8 +17,8 @@ import argparse
 import json
 from pathlib import Path
 
-from deepinterestgr.io import read_ranks
-from deepinterestgr.metrics import paired_bootstrap, user_hits, user_ndcg
+from deepinterestgr.common.io import read_ranks
+from deepinterestgr.evaluation.metrics import paired_bootstrap, user_hits, user_ndcg
 
 
 def load_ranks(spec: str):

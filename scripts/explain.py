@@ -17,8 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from deepinterestgr import params
-from deepinterestgr.explain import (
+from deepinterestgr.common import params
+from deepinterestgr.common.io import (
+    DatasetFiles,
+    load_array,
+    read_item_interests,
+    read_items,
+    read_user_interests,
+    read_users,
+)
+from deepinterestgr.evaluation.generative import recommend
+from deepinterestgr.items.explain import (
     Explanation,
     Recommendation,
     descriptors,
@@ -27,19 +36,10 @@ from deepinterestgr.explain import (
     render_table,
     title_of,
 )
-from deepinterestgr.generative_evaluation import recommend
-from deepinterestgr.generative_model import load_recommender
-from deepinterestgr.io import (
-    DatasetFiles,
-    load_array,
-    read_item_interests,
-    read_items,
-    read_user_interests,
-    read_users,
-)
-from deepinterestgr.semantic_ids import format_sid
-from deepinterestgr.sft_data import user_text
-from deepinterestgr.text_encoder import encode_texts
+from deepinterestgr.items.semantic_ids import format_sid
+from deepinterestgr.items.text_encoder import encode_texts
+from deepinterestgr.recommender.generative_model import load_recommender
+from deepinterestgr.recommender.sft_data import user_text
 
 DATASET = DatasetFiles(Path("data/download"))
 MODELS = (Path("data/grpo/model"), Path("data/sft/model"))

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepinterestgr.metrics import paired_bootstrap, user_hits, user_ndcg
-from deepinterestgr.reporting import committed_text
+from deepinterestgr.common.reporting import committed_text
+from deepinterestgr.evaluation.metrics import paired_bootstrap, user_hits, user_ndcg
 
 ROOT = Path(__file__).resolve().parents[1]
 RANKS = "metrics/ranks.json"

@@ -17,7 +17,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from deepinterestgr.reporting import (
+from deepinterestgr.common.reporting import (
     ResultRow,
     committed_text,
     markdown_table,

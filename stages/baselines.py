@@ -12,7 +12,7 @@ run and wall time). Params: ``base.seed``, ``baselines``, ``evaluate.ks``,
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("baselines")  # all params checked, outputs locked: before the slow imports below
 
@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from deepinterestgr import params
 from deepinterestgr.baselines.popularity import PopularityRanker, training_counts
 from deepinterestgr.baselines.sasrec import SASRecRanker, save_checkpoint, train_sasrec
-from deepinterestgr.evaluation import Ranker, evaluate_ranker
-from deepinterestgr.io import (
+from deepinterestgr.common import params
+from deepinterestgr.common.io import (
     DatasetFiles,
     UserSequence,
     new_folder,
@@ -34,7 +33,8 @@ from deepinterestgr.io import (
     save_array,
     write_json,
 )
-from deepinterestgr.seeding import seed_everything
+from deepinterestgr.common.seeding import seed_everything
+from deepinterestgr.evaluation.ranking import Ranker, evaluate_ranker
 
 INPUT = DatasetFiles(Path("data/download"))
 OUTPUT = Path("data/baselines")

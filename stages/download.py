@@ -10,17 +10,17 @@ Writes:  ``data/download/items.jsonl`` (io.Item, ids 0..N-1), ``data/download/us
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("download")  # all params checked, outputs locked: before the slow imports below
 
 import logging
 from pathlib import Path
 
-from deepinterestgr import io
+from deepinterestgr.common import io
+from deepinterestgr.common.params import load
+from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.data_sources import load_source, statistics, write_images
-from deepinterestgr.params import load
-from deepinterestgr.seeding import seed_everything
 
 OUT = io.DatasetFiles(Path("data/download"))
 RAW_DIR = Path("data/raw")  # downloads survive reruns: not a DVC output

@@ -11,7 +11,7 @@ re-encoded.
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("embed")  # all params checked, outputs locked: before the slow imports below
 
@@ -19,10 +19,10 @@ import logging
 import time
 from pathlib import Path
 
-from deepinterestgr import io
-from deepinterestgr.embedding import embed_catalogue
-from deepinterestgr.params import load
-from deepinterestgr.seeding import seed_everything
+from deepinterestgr.common import io
+from deepinterestgr.common.params import load
+from deepinterestgr.common.seeding import seed_everything
+from deepinterestgr.items.embedding import embed_catalogue
 
 ITEMS = Path("data/download/items.jsonl")
 LABELLED = Path("data/label/items.jsonl")

@@ -16,18 +16,16 @@ Params: ``base.seed``, ``evaluate``.
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("evaluate")  # all params checked, outputs locked: before the slow imports below
 
 import logging
 from pathlib import Path
 
-from deepinterestgr import params
-from deepinterestgr.errors import PipelineError
-from deepinterestgr.generative_evaluation import evaluate_recommender, hr_by_k_rows
-from deepinterestgr.generative_model import load_recommender
-from deepinterestgr.io import (
+from deepinterestgr.common import params
+from deepinterestgr.common.errors import PipelineError
+from deepinterestgr.common.io import (
     DatasetFiles,
     load_array,
     new_folder,
@@ -37,8 +35,10 @@ from deepinterestgr.io import (
     write_json,
     write_ranks,
 )
-from deepinterestgr.seeding import seed_everything
-from deepinterestgr.sft_data import user_text
+from deepinterestgr.common.seeding import seed_everything
+from deepinterestgr.evaluation.generative import evaluate_recommender, hr_by_k_rows
+from deepinterestgr.recommender.generative_model import load_recommender
+from deepinterestgr.recommender.sft_data import user_text
 
 DATASET = DatasetFiles(Path("data/download"))
 CODES = Path("data/rqvae/codes.npy")

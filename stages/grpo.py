@@ -11,7 +11,7 @@ Params: ``base.seed``, ``grpo``, ``sft.backbone`` (LoRA when it is ``pretrained`
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("grpo")  # all params checked, outputs locked: before the slow imports below
 
@@ -19,11 +19,8 @@ import logging
 import tempfile
 from pathlib import Path
 
-from deepinterestgr import params
-from deepinterestgr.constrained_decoding import SidPrefixTree
-from deepinterestgr.generative_model import load_recommender, save_recommender
-from deepinterestgr.grpo import build_rollout, curve_summary, rl_prompts, train_grpo
-from deepinterestgr.io import (
+from deepinterestgr.common import params
+from deepinterestgr.common.io import (
     DatasetFiles,
     load_array,
     new_folder,
@@ -31,10 +28,13 @@ from deepinterestgr.io import (
     read_users,
     write_json,
 )
-from deepinterestgr.rewards import trl_reward_functions
-from deepinterestgr.seeding import seed_everything
-from deepinterestgr.sft_data import build_encoder, user_text
-from deepinterestgr.sid_tokenizer import sid_token_ids
+from deepinterestgr.common.seeding import seed_everything
+from deepinterestgr.recommender.constrained_decoding import SidPrefixTree
+from deepinterestgr.recommender.generative_model import load_recommender, save_recommender
+from deepinterestgr.recommender.grpo import build_rollout, curve_summary, rl_prompts, train_grpo
+from deepinterestgr.recommender.rewards import trl_reward_functions
+from deepinterestgr.recommender.sft_data import build_encoder, user_text
+from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 DATASET = DatasetFiles(Path("data/download"))
 SFT_MODEL = Path("data/sft/model")

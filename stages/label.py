@@ -11,19 +11,24 @@ rerun must not pay for them again).
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("label")  # all params checked, outputs locked: before the slow imports below
 
 import logging
 from pathlib import Path
 
-from deepinterestgr import io
-from deepinterestgr.embedding import EmbeddingCache, embed_texts, evidence_text, sentence_encoder
-from deepinterestgr.labeling import label_interests, make_offline_judge
-from deepinterestgr.llm_judge import make_llm_judge
-from deepinterestgr.params import load
-from deepinterestgr.seeding import seed_everything
+from deepinterestgr.common import io
+from deepinterestgr.common.params import load
+from deepinterestgr.common.seeding import seed_everything
+from deepinterestgr.interests.labeling import label_interests, make_offline_judge
+from deepinterestgr.interests.llm_judge import make_llm_judge
+from deepinterestgr.items.embedding import (
+    EmbeddingCache,
+    embed_texts,
+    evidence_text,
+    sentence_encoder,
+)
 
 ITEMS = Path("data/download/items.jsonl")
 MINED = Path("data/mine/items.jsonl")

@@ -15,17 +15,17 @@ API keys come only from the environment variables that ``mine.llms.<name>.api_ke
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("mine")  # all params checked, outputs locked: before the slow imports below
 
 import logging
 from pathlib import Path
 
-from deepinterestgr import io
-from deepinterestgr.interest_mining import mine_interests, summary
-from deepinterestgr.params import load
-from deepinterestgr.seeding import seed_everything
+from deepinterestgr.common import io
+from deepinterestgr.common.params import load
+from deepinterestgr.common.seeding import seed_everything
+from deepinterestgr.interests.mining import mine_interests, summary
 
 DATA = io.DatasetFiles(Path("data/download"))
 OUT = Path("data/mine")

@@ -13,13 +13,13 @@ Params: every section.
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("params")  # the check itself: every section loaded strictly and validated
 
 from pathlib import Path
 
-from deepinterestgr.io import atomic_path
+from deepinterestgr.common.io import atomic_path
 
 CHECKED = Path("data/params/checked.txt")
 

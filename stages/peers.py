@@ -14,7 +14,7 @@ Params: ``base.seed``, ``peers``, ``evaluate.ks``, ``evaluate.exclude_history``,
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("peers")  # all params checked, outputs locked: before the slow imports below
 
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from deepinterestgr import params
 from deepinterestgr.baselines.peers import (
     CornacRanker,
     build_peer,
@@ -35,11 +34,12 @@ from deepinterestgr.baselines.peers import (
     leave_last_out,
 )
 from deepinterestgr.baselines.sasrec import SASRecRanker, load_checkpoint
-from deepinterestgr.embedding import evidence_text, sentence_encoder
-from deepinterestgr.evaluation import Ranker, evaluate_ranker
-from deepinterestgr.io import DatasetFiles, read_items, read_users, write_json
-from deepinterestgr.metrics import user_hits, user_ndcg
-from deepinterestgr.seeding import seed_everything
+from deepinterestgr.common import params
+from deepinterestgr.common.io import DatasetFiles, read_items, read_users, write_json
+from deepinterestgr.common.seeding import seed_everything
+from deepinterestgr.evaluation.metrics import user_hits, user_ndcg
+from deepinterestgr.evaluation.ranking import Ranker, evaluate_ranker
+from deepinterestgr.items.embedding import evidence_text, sentence_encoder
 
 INPUT = DatasetFiles(Path("data/download"))
 SASREC = Path("data/baselines/sasrec.pt")

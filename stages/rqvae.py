@@ -12,18 +12,18 @@ Params  base.seed, rqvae.*
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("rqvae")  # all params checked, outputs locked: before the slow imports below
 
 import logging
 from pathlib import Path
 
-from deepinterestgr import io
-from deepinterestgr.params import load
-from deepinterestgr.rqvae import assign_codes, train_rqvae
-from deepinterestgr.seeding import seed_everything
-from deepinterestgr.semantic_ids import (
+from deepinterestgr.common import io
+from deepinterestgr.common.params import load
+from deepinterestgr.common.seeding import seed_everything
+from deepinterestgr.items.rqvae import assign_codes, train_rqvae
+from deepinterestgr.items.semantic_ids import (
     LEVEL_LETTERS,
     add_collision_suffix,
     check_capacity,

@@ -15,7 +15,7 @@ Runs as is or under ``accelerate launch stages/sft.py``.
 
 from __future__ import annotations
 
-from deepinterestgr.stage_guard import begin
+from deepinterestgr.common.stage_guard import begin
 
 begin("sft")  # all params checked, outputs locked: before the slow imports below
 
@@ -25,10 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepinterestgr import params
-from deepinterestgr.generative_evaluation import validation_ranker
-from deepinterestgr.generative_model import PromptSpec, build_backbone, save_recommender
-from deepinterestgr.io import (
+from deepinterestgr.common import params
+from deepinterestgr.common.io import (
     DatasetFiles,
     align_item_interests,
     load_array,
@@ -39,8 +37,10 @@ from deepinterestgr.io import (
     read_users,
     write_json,
 )
-from deepinterestgr.seeding import seed_everything
-from deepinterestgr.sft_data import (
+from deepinterestgr.common.seeding import seed_everything
+from deepinterestgr.evaluation.generative import validation_ranker
+from deepinterestgr.recommender.generative_model import PromptSpec, build_backbone, save_recommender
+from deepinterestgr.recommender.sft_data import (
     TASKS,
     build_encoder,
     item_text,
@@ -48,8 +48,8 @@ from deepinterestgr.sft_data import (
     sample_users,
     user_text,
 )
-from deepinterestgr.sft_training import Selection, train_sft
-from deepinterestgr.sid_tokenizer import sid_token_ids
+from deepinterestgr.recommender.sft_training import Selection, train_sft
+from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 DATASET = DatasetFiles(Path("data/download"))
 CODES = Path("data/rqvae/codes.npy")

@@ -20,9 +20,9 @@ from deepinterestgr.baselines.sasrec import (
     train_sasrec,
     training_batch,
 )
-from deepinterestgr.evaluation import evaluate_ranker
-from deepinterestgr.io import UserSequence
-from deepinterestgr.params import SASRecParams
+from deepinterestgr.common.io import UserSequence
+from deepinterestgr.common.params import SASRecParams
+from deepinterestgr.evaluation.ranking import evaluate_ranker
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepinterestgr.config import ConfigError, build
-from deepinterestgr.params import SECTIONS, VALIDATORS, load, load_all
+from deepinterestgr.common.config import ConfigError, build
+from deepinterestgr.common.params import SECTIONS, VALIDATORS, load, load_all
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from deepinterestgr.constrained_decoding import (
+from deepinterestgr.recommender.constrained_decoding import (
     SidPrefixTree,
     constrained_beam_search,
     prefix_allowed_tokens_fn,

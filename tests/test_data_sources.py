@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from deepinterestgr.common.params import DownloadParams, SyntheticParams
 from deepinterestgr.data_sources import (
     SkipLog,
     SourceError,
@@ -20,7 +21,6 @@ from deepinterestgr.data_sources import (
     synthetic,
 )
 from deepinterestgr.data_sources.kcore import kcore
-from deepinterestgr.params import DownloadParams, SyntheticParams
 
 BEAUTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon" / "beauty"
 SMALL = SyntheticParams(
@@ -326,7 +326,7 @@ def test_download_stage_writes_items_users_images_and_statistics(tmp_path, monke
 
     import yaml
 
-    from deepinterestgr import io
+    from deepinterestgr.common import io
 
     root = Path(__file__).resolve().parents[1]
     params = yaml.safe_load((root / "params.yaml").read_text())

@@ -6,10 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from deepinterestgr import precomputed
+from deepinterestgr.common.io import Interest, Item, ItemInterests
 from deepinterestgr.data_sources import SkipLog, benchmark
-from deepinterestgr.descriptor_screen import evidence_of, item_evidence, screen, screen_rows
-from deepinterestgr.io import Interest, Item, ItemInterests
+from deepinterestgr.interests import precomputed
+from deepinterestgr.interests.descriptor_screen import (
+    evidence_of,
+    item_evidence,
+    screen,
+    screen_rows,
+)
 
 BEAUTY = Path(__file__).resolve().parents[2] / "shared" / "data" / "amazon" / "beauty"
 INJECTED = Item(

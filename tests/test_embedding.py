@@ -7,17 +7,17 @@ import hashlib
 import numpy as np
 import pytest
 
-from deepinterestgr import io
-from deepinterestgr.embedding import (
+from deepinterestgr.common import io
+from deepinterestgr.common.io import Interest, Item, ItemInterests
+from deepinterestgr.common.params import ClassifierParams, TextTemplateParams
+from deepinterestgr.interests.labeling import label_interests, make_offline_judge
+from deepinterestgr.items.embedding import (
     EmbeddingCache,
     embed_texts,
     evidence_text,
     item_text,
     item_texts,
 )
-from deepinterestgr.io import Interest, Item, ItemInterests
-from deepinterestgr.labeling import label_interests, make_offline_judge
-from deepinterestgr.params import ClassifierParams, TextTemplateParams
 
 TEMPLATE = TextTemplateParams(
     parts=(

@@ -15,15 +15,15 @@ import pytest
 import torch
 from torch import nn
 
-from deepinterestgr.constrained_decoding import BeamResult
-from deepinterestgr.generative_evaluation import (
+from deepinterestgr.common.io import UserSequence
+from deepinterestgr.evaluation.generative import (
     decoding_checks,
     evaluate_recommender,
     hr_by_k_rows,
 )
-from deepinterestgr.generative_model import PromptSpec, Recommender
-from deepinterestgr.io import UserSequence
-from deepinterestgr.sid_tokenizer import build_tokenizer
+from deepinterestgr.recommender.constrained_decoding import BeamResult
+from deepinterestgr.recommender.generative_model import PromptSpec, Recommender
+from deepinterestgr.recommender.sid_tokenizer import build_tokenizer
 from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]

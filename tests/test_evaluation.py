@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from deepinterestgr.evaluation import drop_seen, evaluate_ranker, split_examples
-from deepinterestgr.io import UserSequence
+from deepinterestgr.common.io import UserSequence
+from deepinterestgr.evaluation.ranking import drop_seen, evaluate_ranker, split_examples
 
 # Six items; the ranker always answers 0, 1, 2, 3, 4, 5 (best first).
 USERS = [

@@ -7,9 +7,12 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from deepinterestgr.constrained_decoding import SidPrefixTree
-from deepinterestgr.generative_model import build_item_model, build_token_model
-from deepinterestgr.grpo import (
+from deepinterestgr.common.io import UserSequence
+from deepinterestgr.common.params import GrpoParams, GrpoRewardWeights
+from deepinterestgr.items.semantic_ids import format_sid
+from deepinterestgr.recommender.constrained_decoding import SidPrefixTree
+from deepinterestgr.recommender.generative_model import build_item_model, build_token_model
+from deepinterestgr.recommender.grpo import (
     RLPrompt,
     build_rollout,
     curve_summary,
@@ -17,11 +20,13 @@ from deepinterestgr.grpo import (
     top_candidates,
     train_grpo,
 )
-from deepinterestgr.io import UserSequence
-from deepinterestgr.params import GrpoParams, GrpoRewardWeights
-from deepinterestgr.rewards import parse_completion, trl_reward_functions
-from deepinterestgr.semantic_ids import format_sid
-from deepinterestgr.sid_tokenizer import TASK_TOKENS, build_tokenizer, level_sizes_of, sid_token_ids
+from deepinterestgr.recommender.rewards import parse_completion, trl_reward_functions
+from deepinterestgr.recommender.sid_tokenizer import (
+    TASK_TOKENS,
+    build_tokenizer,
+    level_sizes_of,
+    sid_token_ids,
+)
 
 # 19 items: 3 RQ levels of sizes 3, 3, 2 and one collision (item 18 shares item 0's codes).
 CODES = np.array(

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from deepinterestgr import interest_merge
-from deepinterestgr.interest_merge import (
+from deepinterestgr.common.io import Interest, ItemInterests, UserInterests
+from deepinterestgr.interests import merge as interest_merge
+from deepinterestgr.interests.merge import (
     dedupe_key,
     merge_many,
     merge_many_users,
     normalise_descriptor,
 )
-from deepinterestgr.io import Interest, ItemInterests, UserInterests
-from deepinterestgr.text_encoder import BUNDLED_MINILM, encode_texts
+from deepinterestgr.items.text_encoder import BUNDLED_MINILM, encode_texts
 
 STRING_ONLY = 1.01  # above any cosine: no encoder needed
 BATCH = 2  # encoder batch: several batches even for these few descriptors

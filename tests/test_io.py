@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from deepinterestgr import io
+from deepinterestgr.common import io
 
 
 def test_new_folder_replaces_the_old_one_whole_and_keeps_it_on_error(tmp_path):
@@ -39,8 +39,8 @@ def test_new_folder_clears_what_a_killed_run_left(tmp_path):
 WRITE_ALL = """
 import os, sys
 os.umask(int(sys.argv[1], 8))
-from deepinterestgr import io
-from deepinterestgr.llm_cache import AnswerCache
+from deepinterestgr.common import io
+from deepinterestgr.llm.cache import AnswerCache
 io.write_json("out/a.json", {{}})
 io.write_jsonl("out/b.jsonl", [{{}}])
 with io.new_folder("out/stage") as folder:

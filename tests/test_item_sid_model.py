@@ -11,24 +11,24 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from deepinterestgr.constrained_decoding import SidPrefixTree, constrained_beam_search
-from deepinterestgr.evaluation import split_examples
-from deepinterestgr.generative_evaluation import validation_ranker
-from deepinterestgr.generative_model import (
+from deepinterestgr.common.io import UserSequence
+from deepinterestgr.evaluation.generative import validation_ranker
+from deepinterestgr.evaluation.metrics import ranking_metrics, target_ranks
+from deepinterestgr.evaluation.ranking import split_examples
+from deepinterestgr.items.semantic_ids import add_collision_suffix
+from deepinterestgr.recommender.constrained_decoding import SidPrefixTree, constrained_beam_search
+from deepinterestgr.recommender.generative_model import (
     PromptSpec,
     build_item_model,
     build_token_model,
     load_recommender,
     save_recommender,
 )
-from deepinterestgr.io import UserSequence
-from deepinterestgr.item_sid_model import IGNORE
-from deepinterestgr.metrics import ranking_metrics, target_ranks
-from deepinterestgr.semantic_ids import add_collision_suffix
-from deepinterestgr.sft_data import build_encoder
-from deepinterestgr.sft_training import Selection, train_sft
-from deepinterestgr.sid_tokenizer import build_tokenizer, level_sizes_of, sid_token_ids
-from deepinterestgr.trainer_hooks import add_plain_lm_head
+from deepinterestgr.recommender.item_sid_model import IGNORE
+from deepinterestgr.recommender.sft_data import build_encoder
+from deepinterestgr.recommender.sft_training import Selection, train_sft
+from deepinterestgr.recommender.sid_tokenizer import build_tokenizer, level_sizes_of, sid_token_ids
+from deepinterestgr.recommender.trainer_hooks import add_plain_lm_head
 
 # Six items over a 3 x 3 x 2 code space plus suffix; (1, 0, 0) is shared by items 2 and 3.
 CODES = np.array(

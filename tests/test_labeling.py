@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from deepinterestgr.io import Interest, ItemInterests
-from deepinterestgr.labeling import (
+from deepinterestgr.common.io import Interest, ItemInterests
+from deepinterestgr.common.params import ClassifierParams, LLMJudgeParams
+from deepinterestgr.interests.labeling import (
     JudgeSample,
     apply_labels,
     expected_calibration_error,
@@ -24,8 +25,12 @@ from deepinterestgr.labeling import (
     offline_judge,
     quality_summary,
 )
-from deepinterestgr.llm_judge import JudgementError, judge_prompt, make_llm_judge, parse_judgement
-from deepinterestgr.params import ClassifierParams, LLMJudgeParams
+from deepinterestgr.interests.llm_judge import (
+    JudgementError,
+    judge_prompt,
+    make_llm_judge,
+    parse_judgement,
+)
 
 LOGISTIC = ClassifierParams(
     "logistic_regression", C=1.0, max_iter=1000, learning_rate=0.1, max_leaf_nodes=31

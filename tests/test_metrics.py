@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from deepinterestgr.metrics import (
+from deepinterestgr.evaluation.metrics import (
     NOT_RANKED,
     hit_rate,
     ndcg,

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from ir_measures import Qrel, ScoredDoc, Success, nDCG
 
-from deepinterestgr.evaluation import evaluate_ranker
-from deepinterestgr.io import UserSequence
-from deepinterestgr.metrics import user_hits, user_ndcg
+from deepinterestgr.common.io import UserSequence
+from deepinterestgr.evaluation.metrics import user_hits, user_ndcg
+from deepinterestgr.evaluation.ranking import evaluate_ranker
 
 KS = (1, 3, 5, 10)
 NUM_ITEMS = 30

@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from deepinterestgr import llm_batches, mining
-from deepinterestgr.io import Item
-from deepinterestgr.llm_cache import AnswerCache
-from deepinterestgr.params import LLMParams
-from deepinterestgr.prompts import ImagePart, item_image_prompt, item_text_prompt, parse_answer
+from deepinterestgr.common.io import Item
+from deepinterestgr.common.params import LLMParams
+from deepinterestgr.interests.prompts import (
+    ImagePart,
+    item_image_prompt,
+    item_text_prompt,
+    parse_answer,
+)
+from deepinterestgr.llm import batches as llm_batches
+from deepinterestgr.llm import runner as mining
+from deepinterestgr.llm.cache import AnswerCache
 from deepinterestgr.testing.fake_llm_server import FakeLLMServer
 
 KEY = "sk-test-SECRET-7f3a9c"
@@ -102,7 +108,7 @@ def test_429_waits_for_retry_after_then_succeeds(server, provider, tmp_path):
 
 
 def test_retry_after_is_capped_at_backoff_max_and_logged(server, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="deepinterestgr.mining")
+    caplog.set_level(logging.INFO, logger="deepinterestgr.llm.runner")
     server.script("Item 0 ", ["429:45", "ok"])  # a server asking for 45 s
     result = run(text_jobs(items(1)), settings("openai", server.url, backoff_max_s=0.2), tmp_path)
     assert result.outcomes[0].ok and result.stats.retries == 1
@@ -322,7 +328,7 @@ def test_batch_mode_answers_repairs_and_caches(server, provider, tmp_path):
 def test_batch_mode_resumes_a_submitted_batch_by_id(server, tmp_path):
     import asyncio
 
-    from deepinterestgr import llm_backends
+    from deepinterestgr.llm import backends as llm_backends
 
     config = settings("anthropic", server.url, batch=True)
     jobs = text_jobs(items(3))

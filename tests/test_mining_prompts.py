@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from deepinterestgr.interest_merge import normalise_descriptor
-from deepinterestgr.io import Item
-from deepinterestgr.llm_cache import AnswerCache, cache_key
-from deepinterestgr.prompts import (
+from deepinterestgr.common.io import Item
+from deepinterestgr.interests.merge import normalise_descriptor
+from deepinterestgr.interests.prompts import (
     ANSWER_SCHEMA,
     AnswerError,
     available_versions,
@@ -20,6 +19,7 @@ from deepinterestgr.prompts import (
     tidy_answer_descriptor,
     user_history_prompt,
 )
+from deepinterestgr.llm.cache import AnswerCache, cache_key
 
 ITEM = Item(0, "A0", "Rose Lip Oil", "Glossa", (("Beauty", "Makeup", "Lips"),), "Tinted oil.", 9.5)
 

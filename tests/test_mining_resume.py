@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from deepinterestgr import mining
-from deepinterestgr.llm_cache import AnswerCache
+from deepinterestgr.llm import runner as mining
+from deepinterestgr.llm.cache import AnswerCache
 from deepinterestgr.testing.fake_llm_server import FakeLLMServer
 from test_mining_llm import KEY, KEY_ENV, items, settings, text_jobs
 
@@ -21,8 +21,8 @@ CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from test_mining_llm import items, settings, text_jobs
-from deepinterestgr import mining
-from deepinterestgr.llm_cache import AnswerCache
+from deepinterestgr.llm import runner as mining
+from deepinterestgr.llm.cache import AnswerCache
 config = settings("openai", {url!r})
 mining.mine(text_jobs(items({n})), "fake", config, AnswerCache({cache!r}), 5, 100.0)
 """

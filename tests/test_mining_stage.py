@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deepinterestgr import io
-from deepinterestgr.config import build
-from deepinterestgr.interest_mining import MiningFailed, mine_interests
-from deepinterestgr.params import MineParams
-from deepinterestgr.prompts import user_history_prompt
+from deepinterestgr.common import io
+from deepinterestgr.common.config import build
+from deepinterestgr.common.params import MineParams
+from deepinterestgr.interests.mining import MiningFailed, mine_interests
+from deepinterestgr.interests.prompts import user_history_prompt
 from deepinterestgr.testing.fake_llm_server import FakeLLMServer
 from test_mining_llm import KEY, KEY_ENV
 

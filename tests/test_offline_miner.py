@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepinterestgr.io import Interest, Item, ItemInterests, UserSequence
-from deepinterestgr.offline_miner import (
+from deepinterestgr.common.io import Interest, Item, ItemInterests, UserSequence
+from deepinterestgr.common.params import load
+from deepinterestgr.interests.offline_miner import (
     category_phrases,
     co_purchase_matrix,
     item_text,
@@ -19,8 +20,7 @@ from deepinterestgr.offline_miner import (
     own_candidates,
     text_ngrams,
 )
-from deepinterestgr.params import load
-from deepinterestgr.text_encoder import BUNDLED_MINILM
+from deepinterestgr.items.text_encoder import BUNDLED_MINILM
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = load("mine", ROOT / "params.yaml").offline  # the project's offline miner params

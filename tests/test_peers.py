@@ -27,10 +27,10 @@ from deepinterestgr.baselines.peers import (
     leave_last_out,
 )
 from deepinterestgr.baselines.sasrec import SASRec, save_checkpoint
-from deepinterestgr.evaluation import evaluate_ranker
-from deepinterestgr.io import Item, UserSequence, write_items, write_users
-from deepinterestgr.metrics import NOT_RANKED, user_hits, user_ndcg
-from deepinterestgr.params import load
+from deepinterestgr.common.io import Item, UserSequence, write_items, write_users
+from deepinterestgr.common.params import load
+from deepinterestgr.evaluation.metrics import NOT_RANKED, user_hits, user_ndcg
+from deepinterestgr.evaluation.ranking import evaluate_ranker
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SASREC = {"embedding_dim": 16, "max_len": 8, "n_sample": 32, "batch_size": 32, "n_epochs": 3}

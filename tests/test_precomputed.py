@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deepinterestgr.io import DataFormatError, Interest, Item, iter_jsonl
-from deepinterestgr.precomputed import read_precomputed
+from deepinterestgr.common.io import DataFormatError, Interest, Item, iter_jsonl
+from deepinterestgr.interests.precomputed import read_precomputed
 
 BEAUTY = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "amazon" / "beauty"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deepinterestgr.reporting import (
+from deepinterestgr.common.reporting import (
     markdown_table,
     replace_between_markers,
     rows_from_metrics,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from deepinterestgr.rewards import (
+from deepinterestgr.recommender.rewards import (
     TERMS,
     exact_hit,
     parse_completion,

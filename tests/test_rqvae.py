@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepinterestgr import io
-from deepinterestgr.params import RqvaeParams
-from deepinterestgr.rqvae import (
+from deepinterestgr.common import io
+from deepinterestgr.common.params import RqvaeParams
+from deepinterestgr.items.rqvae import (
     RqVae,
     assign_codes,
     init_codebooks,
@@ -20,7 +20,7 @@ from deepinterestgr.rqvae import (
     train_rqvae,
     training_step,
 )
-from deepinterestgr.semantic_ids import add_collision_suffix, collision_stats, format_sid
+from deepinterestgr.items.semantic_ids import add_collision_suffix, collision_stats, format_sid
 
 PARAMS = RqvaeParams(
     input_scaling="l2",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepinterestgr.semantic_ids import (
+from deepinterestgr.items.semantic_ids import (
     CollisionLimitExceeded,
     add_collision_suffix,
     check_capacity,

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deepinterestgr.generative_model import (
+from deepinterestgr.common.io import Interest, Item, ItemInterests, UserSequence
+from deepinterestgr.recommender.generative_model import (
     PromptSpec,
     build_pretrained_lora_model,
     build_token_model,
     load_recommender,
     save_recommender,
 )
-from deepinterestgr.io import Interest, Item, ItemInterests, UserSequence
-from deepinterestgr.sft_data import (
+from deepinterestgr.recommender.sft_data import (
     IGNORE,
     TASKS,
     SftEncoder,
@@ -23,8 +23,8 @@ from deepinterestgr.sft_data import (
     mix_tasks,
     sample_users,
 )
-from deepinterestgr.sft_training import Selection, train_sft
-from deepinterestgr.sid_tokenizer import (
+from deepinterestgr.recommender.sft_training import Selection, train_sft
+from deepinterestgr.recommender.sid_tokenizer import (
     build_tokenizer,
     extend_pretrained_tokenizer,
     level_sizes_of,

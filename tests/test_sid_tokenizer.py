@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepinterestgr.sid_tokenizer import (
+from deepinterestgr.recommender.sid_tokenizer import (
     SEP,
     TASK_TOKENS,
     SidTokenizer,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from deepinterestgr.io import save_array, write_json
+from deepinterestgr.common.io import save_array, write_json
 from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,9 +39,9 @@ def test_a_bad_override_fails_in_one_line_before_the_stage_reads_or_writes(tmp_p
 
 
 def test_pipeline_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path):
-    hook = "from deepinterestgr.stage_guard import report_errors_in_one_line as r; r('x'); "
+    hook = "from deepinterestgr.common.stage_guard import report_errors_in_one_line as r; r('x'); "
     bad_input = python(
-        hook + "from deepinterestgr.io import DataFormatError; "
+        hook + "from deepinterestgr.common.io import DataFormatError; "
         "raise DataFormatError(\"items.jsonl:3: field 'price' is 'a'\")",
         tmp_path,
     )
@@ -57,12 +57,12 @@ def test_pipeline_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path):
 
 HOLD = """
 import sys, time
-from deepinterestgr.stage_guard import lock_stage
+from deepinterestgr.common.stage_guard import lock_stage
 lock_stage("mine", {locks!r})
 print("locked", flush=True)
 time.sleep(120)
 """
-TRY = "from deepinterestgr.stage_guard import lock_stage; lock_stage('mine', {locks!r})"
+TRY = "from deepinterestgr.common.stage_guard import lock_stage; lock_stage('mine', {locks!r})"
 
 
 def test_a_second_writer_is_refused_until_the_first_dies_even_by_sigkill(tmp_path):

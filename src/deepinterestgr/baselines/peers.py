@@ -8,7 +8,7 @@ of ``data/download`` and scores them twice:
 * by cornac's own next-item evaluation (``NextItemEvaluation`` leave-last-out,
   ``mode="last"``): every catalogue item ranked, **seen items not removed**, Recall@K (= HR@K
   with one target) and NDCG@K per user;
-* by our protocol (:func:`deepinterestgr.evaluation.evaluate_ranker`) on cornac's scores,
+* by our protocol (:func:`deepinterestgr.evaluation.ranking.evaluate_ranker`) on cornac's scores,
   under both ``exclude_history`` settings.
 
 With ``exclude_history=false`` both evaluations must agree up to ties between equal scores, so
@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from deepinterestgr.io import UserSequence
+from deepinterestgr.common.io import UserSequence
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def leave_last_out(
 
 
 class CornacRanker:
-    """Our :class:`~deepinterestgr.evaluation.Ranker` over a fitted cornac model's scores.
+    """Our :class:`~deepinterestgr.evaluation.ranking.Ranker` over a fitted cornac model's scores.
 
     ``item_index``: cornac's ``iid_map`` (``str(our id) -> cornac index``); ``num_items``: our
     catalogue size. Items cornac does not know score ``-inf`` (ranked last).
@@ -239,11 +239,12 @@ def difference_intervals(
 ) -> dict[str, dict[str, float]]:
     """Paired bootstrap of peer minus reference HR@K and NDCG@K over the same users.
 
-    ``*_ranks``: int ``[U]`` target ranks (:func:`deepinterestgr.metrics.target_ranks`) of the
+    ``*_ranks``: int ``[U]`` target ranks (:func:`deepinterestgr.evaluation.metrics.target_ranks`)
+    of the
     two rankers under one protocol. Returns ``{"hr@K": {...}, "ndcg@K": {...}}`` with the
-    fields of :class:`deepinterestgr.metrics.BootstrapInterval`.
+    fields of :class:`deepinterestgr.evaluation.metrics.BootstrapInterval`.
     """
-    from deepinterestgr.metrics import paired_bootstrap, user_hits, user_ndcg
+    from deepinterestgr.evaluation.metrics import paired_bootstrap, user_hits, user_ndcg
 
     return {
         f"{name}@{k}": paired_bootstrap(

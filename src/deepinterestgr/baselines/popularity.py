@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from deepinterestgr.io import UserSequence
+from deepinterestgr.common.io import UserSequence
 
 
 def training_counts(users: Sequence[UserSequence], num_items: int) -> np.ndarray:

@@ -25,7 +25,7 @@ Training: each user's *training* items ``items[:-2]`` (last ``max_len + 1``) giv
 ``seq[:-1]`` and targets ``seq[1:]``; loss = mean cross-entropy over all non-pad positions
 (batches group similar lengths, :func:`epoch_batches`, to cut padding). Adam with linear
 warm-up, then a constant or cosine learning rate. After each epoch the model ranks the
-validation split (:mod:`deepinterestgr.evaluation`) and the epoch with the best NDCG@K is
+validation split (:mod:`deepinterestgr.evaluation.ranking`) and the epoch with the best NDCG@K is
 kept; training stops after ``patience`` epochs without a better one.
 """
 
@@ -45,10 +45,10 @@ from torch import nn
 from tqdm import tqdm
 
 from deepinterestgr.baselines.popularity import training_counts
-from deepinterestgr.config import build, to_dict
-from deepinterestgr.evaluation import evaluate_ranker
-from deepinterestgr.io import UserSequence, write_state_dict
-from deepinterestgr.params import SASRecParams
+from deepinterestgr.common.config import build, to_dict
+from deepinterestgr.common.io import UserSequence, write_state_dict
+from deepinterestgr.common.params import SASRecParams
+from deepinterestgr.evaluation.ranking import evaluate_ranker
 
 logger = logging.getLogger(__name__)
 

@@ -8,13 +8,14 @@
 =============  ===============================================================================
 
 Each returns a :class:`Dataset`: items with ids 0..N-1, users with chronological item ids
-(split leave-one-out by :class:`deepinterestgr.io.UserSequence`), and skip counts.
+(split leave-one-out by :class:`deepinterestgr.common.io.UserSequence`), and skip counts.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from deepinterestgr.common.params import DownloadParams
 from deepinterestgr.data_sources.dataset import (
     Dataset,
     SkipLog,
@@ -22,7 +23,6 @@ from deepinterestgr.data_sources.dataset import (
     statistics,
     write_images,
 )
-from deepinterestgr.params import DownloadParams
 
 __all__ = ["Dataset", "SkipLog", "SourceError", "load_source", "statistics", "write_images"]
 

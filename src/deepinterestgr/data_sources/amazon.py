@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from deepinterestgr.common.io import Item
 from deepinterestgr.data_sources.dataset import (
     MIN_SEQUENCE_LENGTH,
     Dataset,
@@ -53,7 +54,6 @@ from deepinterestgr.data_sources.dataset import (
 )
 from deepinterestgr.data_sources.fetch import download
 from deepinterestgr.data_sources.kcore import kcore
-from deepinterestgr.io import Item
 
 log = logging.getLogger(__name__)
 

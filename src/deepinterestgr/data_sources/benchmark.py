@@ -29,6 +29,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from deepinterestgr.common.io import DataFormatError, Item, decode_line
 from deepinterestgr.data_sources.dataset import (
     MIN_SEQUENCE_LENGTH,
     Dataset,
@@ -36,7 +37,6 @@ from deepinterestgr.data_sources.dataset import (
     SourceError,
     build_dataset,
 )
-from deepinterestgr.io import DataFormatError, Item, decode_line
 
 SEQUENCES_FILE = "user_sequence.txt"
 ITEMS_FILE = "items.jsonl"

@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from deepinterestgr.errors import PipelineError
-from deepinterestgr.io import Item, UserSequence
+from deepinterestgr.common.errors import PipelineError
+from deepinterestgr.common.io import Item, UserSequence
 
 log = logging.getLogger(__name__)
 

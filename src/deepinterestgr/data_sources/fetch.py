@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from deepinterestgr.errors import PipelineError
+from deepinterestgr.common.errors import PipelineError
 
 log = logging.getLogger(__name__)
 

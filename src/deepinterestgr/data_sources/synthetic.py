@@ -22,9 +22,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from deepinterestgr.common.io import Item
+from deepinterestgr.common.params import SyntheticParams
 from deepinterestgr.data_sources.dataset import Dataset, build_dataset
-from deepinterestgr.io import Item
-from deepinterestgr.params import SyntheticParams
 
 PRIMARY_SHARE = 0.8  # probability a non-habit step stays in the user's primary interest
 POPULARITY_EXPONENT = 0.8  # Zipf exponent of item popularity inside an interest

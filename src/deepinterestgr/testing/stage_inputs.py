@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from deepinterestgr.io import (
+from deepinterestgr.common.io import (
     Interest,
     Item,
     ItemInterests,

@@ -1,0 +1,1 @@
+"""Shared formats and plumbing every stage uses: params, files, errors, seeding, stage guard."""

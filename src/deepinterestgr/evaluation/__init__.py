@@ -1,0 +1,1 @@
+"""Ranking metrics and the evaluation of rankers and of the generative recommender."""

@@ -1,0 +1,1 @@
+"""Deep interests: mining (LLM, offline, precomputed), merging, screening and labelling."""

@@ -1,0 +1,1 @@
+"""Item representations: text encoder, item embeddings, RQ-VAE and Semantic IDs."""

@@ -1,0 +1,1 @@
+"""The generative recommender: model, tokenizer, SFT data and training, GRPO, rewards, decoding."""
