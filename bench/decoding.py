@@ -7,9 +7,9 @@ the share of users whose ranked top-K lists are identical. Prints one JSON line.
 
     .venv/bin/python bench/decoding.py --work . [--users 256] [--beams 20] [--batch-size 32]
 
-``--work`` is a folder holding ``data/download/users.jsonl``, ``data/rqvae/codes.npy`` and a
-trained ``data/sft/model`` (a project workspace after ``dvc repro sft``, e.g. inside a Beauty
-experiment). Only causal LMs run through ``generate``: use it with ``sft.backbone=token``.
+``--work`` is a project workspace after ``dvc repro sft`` (e.g. inside a Beauty experiment):
+the users, SIDs and trained SFT model are read where its ``dvc.yaml`` has the ``evaluate`` stage
+read them. Only causal LMs run through ``generate``: use it with ``sft.backbone=token``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from deepinterestgr.common.artifacts import declared_files
 from deepinterestgr.common.io import load_array, read_users
 from deepinterestgr.recommender.constrained_decoding import (
     SidPrefixTree,
@@ -71,13 +72,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    model, tokenizer, spec = load_recommender(args.work / "data/sft/model")
+    files = declared_files("evaluate", args.work / "dvc.yaml")
+    model, tokenizer, spec = load_recommender(args.work / files.sft.model)
     if spec.task != "history":
         raise SystemExit(
             "the benchmark builds history-only prompts; retrain with inference_task history"
         )
-    users = read_users(args.work / "data/download/users.jsonl")[: args.users]
-    codes = load_array(args.work / "data/rqvae/codes.npy")
+    users = read_users(args.work / files.dataset.users)[: args.users]
+    codes = load_array(args.work / files.sids.codes)
     sid_ids = sid_token_ids(tokenizer, codes)
     tree = SidPrefixTree.from_codes(sid_ids)
     encoder = build_encoder(tokenizer, sid_ids, spec, [""] * len(codes), [""] * len(users))

@@ -18,6 +18,7 @@ import argparse
 import gzip
 import json
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -36,7 +37,7 @@ import yaml
 from deepinterestgr.common.io import save_array
 from deepinterestgr.llm.cache import AnswerCache
 from deepinterestgr.testing.fake_llm_server import FakeLLMServer
-from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
+from deepinterestgr.testing.stage_inputs import stage_command, write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +100,7 @@ class Project:
     def start(self, stage: str, umask: int | None = None) -> subprocess.Popen:
         env = {**os.environ, KEY_ENV: KEY, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
         return subprocess.Popen(
-            [sys.executable, str(ROOT / "stages" / f"{stage}.py")],
+            stage_command(ROOT, stage),
             cwd=self.folder,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -356,7 +357,7 @@ def case_orphan_after_dvc_kill(bench: Bench) -> Row:
     project = bench.project("dvc-orphan")
     folder = project.folder
     stage = {
-        "cmd": f"{sys.executable} {ROOT / 'stages' / 'mine.py'}",
+        "cmd": shlex.join(stage_command(ROOT, "mine")),
         "deps": ["data/download"],
         "params": ["base", "mine"],
         "outs": ["data/mine"],
@@ -484,7 +485,7 @@ def codebook(size: int) -> Callable[[Project], None]:
 
 def no_models(project: Project) -> None:
     params = write_tiny_stage_folder(
-        project.folder, yaml.safe_load((ROOT / "params.yaml").read_text())
+        project.folder, yaml.safe_load((ROOT / "params.yaml").read_text()), ROOT / "dvc.yaml"
     )
     project.params = params
     project.params["mine"]["llms"].pop("fake", None)

@@ -1,7 +1,8 @@
 """What an SFT training step costs, per backbone, head and task, in one process.
 
-Reads the workspace's stage outputs (``data/download``, ``data/rqvae/codes.npy``,
-``data/label/items.jsonl``; run ``dvc repro rqvae`` first, e.g. inside a Beauty experiment) and
+Reads the workspace's stage outputs where ``dvc.yaml`` puts them (the dataset, the SIDs, the
+labelled interests: the ``sft`` stage's inputs; run ``dvc repro rqvae`` first, e.g. inside a
+Beauty experiment) and
 the ``sft`` params, builds the same examples the ``sft`` stage trains on, and times
 forward + backward + AdamW step on identical batches for:
 
@@ -25,15 +26,14 @@ import dataclasses
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from trl.trainer.utils import add_fused_lm_head
 
 from deepinterestgr.common import params
+from deepinterestgr.common.artifacts import declared_files
 from deepinterestgr.common.io import (
-    DatasetFiles,
     align_item_interests,
     load_array,
     read_item_interests,
@@ -45,9 +45,12 @@ from deepinterestgr.recommender.sft_data import IGNORE, SftExample, build_encode
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 from deepinterestgr.recommender.trainer_hooks import add_plain_lm_head
 
-DATASET = DatasetFiles(Path("data/download"))
-CODES = Path("data/rqvae/codes.npy")
-ITEM_INTERESTS = Path("data/label/items.jsonl")
+SFT_INPUTS = declared_files("sft")
+DATASET, CODES, ITEM_INTERESTS = (
+    SFT_INPUTS.dataset,
+    SFT_INPUTS.sids.codes,
+    SFT_INPUTS.labelled.items,
+)
 
 
 def batches(examples: Sequence[SftExample], size: int, count: int, pad: int):

@@ -3,9 +3,11 @@
 Run from a workspace where ``dvc repro`` ran (the stages' inputs exist). For every stage of
 ``dvc.yaml``, in a fresh process each time, it times
 
-* ``startup``: ``python -c "import runpy; runpy.run_path('stages/<name>.py', run_name='x')"``
-  (interpreter start, the stage's imports and its params check; ``main()`` not called);
-* ``run``: ``python stages/<name>.py`` (the whole stage, outputs rewritten as DVC would);
+* ``startup``: the script run through ``runpy`` under another name, with its ``dvc.yaml``
+  arguments (interpreter start, the stage's imports, params check and file contract;
+  ``main()`` not called);
+* ``run``: ``python stages/<name>.py <arguments>`` (the whole stage, outputs rewritten as DVC
+  would);
 
 best of ``--repeat`` runs, and prints one JSON line per stage with the start-up share and the
 top-level modules that take longest to import (``python -X importtime``).
@@ -25,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from deepinterestgr.common.artifacts import stage_arguments
+
 
 def timed(command: list[str]) -> float:
     start = time.perf_counter()
@@ -32,11 +36,17 @@ def timed(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def slowest_imports(script: str, count: int = 4) -> list[tuple[str, float]]:
+def loader(command: list[str]) -> str:
+    """Python code that imports a stage script (its module level only: params check, contract,
+    imports) with the arguments ``dvc.yaml`` gives it, without running its ``main``."""
+    run = "runpy.run_path(sys.argv[0], run_name='startup')"
+    return f"import runpy, sys; sys.argv = {command!r}; {run}"
+
+
+def slowest_imports(command: list[str], count: int = 4) -> list[tuple[str, float]]:
     """Top-level packages by cumulative import time (seconds), from ``-X importtime``."""
-    loader = f"import runpy; runpy.run_path({script!r}, run_name='startup')"
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", loader], capture_output=True, text=True
+        [sys.executable, "-X", "importtime", "-c", loader(command)], capture_output=True, text=True
     )
     totals: dict[str, float] = defaultdict(float)
     for line in done.stderr.splitlines():
@@ -60,14 +70,13 @@ def main() -> None:
     if args.stages:
         stages = [s for s in stages if s in args.stages.split(",")]
     for stage in stages:
-        script = f"stages/{stage}.py"
-        loader = f"import runpy; runpy.run_path({script!r}, run_name='startup')"
-        startup = min(timed([sys.executable, "-c", loader]) for _ in range(args.repeat))
+        command = [f"stages/{stage}.py", *stage_arguments(stage)]
+        startup = min(timed([sys.executable, "-c", loader(command)]) for _ in range(args.repeat))
         row = {"stage": stage, "startup_s": round(startup, 2)}
         if not args.no_run:
-            run = min(timed([sys.executable, script]) for _ in range(args.repeat))
+            run = min(timed([sys.executable, *command]) for _ in range(args.repeat))
             row |= {"run_s": round(run, 2), "startup_share": round(startup / run, 2)}
-        row["slowest_imports_s"] = {name: round(s, 2) for name, s in slowest_imports(script)}
+        row["slowest_imports_s"] = {name: round(s, 2) for name, s in slowest_imports(command)}
         print(json.dumps(row), flush=True)
 
 

@@ -3,8 +3,9 @@
     python scripts/explain.py --user 0 --k 10                 # terminal table
     python scripts/explain.py --user A1YJEY40YUW4SE --json out.json
 
-Reads the pipeline's outputs (run ``dvc repro`` first): data/download, data/mine/users.jsonl,
-data/label/items.jsonl, data/rqvae/codes.npy and the GRPO model (else the SFT model). The
+Reads the pipeline's outputs where ``dvc.yaml`` puts them (run ``dvc repro`` first): the
+dataset, user interests, labelled item interests, the SIDs and the GRPO model (else the SFT
+model), as the ``evaluate`` and ``sft`` stages read them. The
 user's history is everything before the held-out test item, which is shown for reference.
 """
 
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from deepinterestgr.common import params
+from deepinterestgr.common.artifacts import declared_files
 from deepinterestgr.common.io import (
-    DatasetFiles,
     load_array,
     read_item_interests,
     read_items,
@@ -41,8 +42,9 @@ from deepinterestgr.items.text_encoder import encode_texts
 from deepinterestgr.recommender.generative_model import load_recommender
 from deepinterestgr.recommender.sft_data import user_text
 
-DATASET = DatasetFiles(Path("data/download"))
-MODELS = (Path("data/grpo/model"), Path("data/sft/model"))
+EVALUATED = declared_files("evaluate")
+DATASET = EVALUATED.dataset
+MODELS = (EVALUATED.grpo.model, EVALUATED.sft.model)
 
 
 def main() -> None:
@@ -61,12 +63,12 @@ def main() -> None:
     user = users[int(args.user)] if args.user.isdigit() else by_source.get(args.user)
     if user is None:
         raise SystemExit(f"{DATASET.users}: no user '{args.user}'")
-    user_interests = {r.user_id: r for r in read_user_interests(Path("data/mine/users.jsonl"))}
-    item_interests = read_item_interests(Path("data/label/items.jsonl"))
-    codes = load_array(Path("data/rqvae/codes.npy"))
+    user_interests = {r.user_id: r for r in read_user_interests(EVALUATED.interests.users)}
+    item_interests = read_item_interests(declared_files("sft").labelled.items)
+    codes = load_array(EVALUATED.sids.codes)
     model_dir = args.model or next((m for m in MODELS if m.exists()), None)
     if model_dir is None:
-        raise SystemExit("no trained model under data/grpo/model or data/sft/model: dvc repro")
+        raise SystemExit(f"no trained model in {' or '.join(map(str, MODELS))}: dvc repro")
 
     recommender = load_recommender(model_dir)
     history = user.test_history

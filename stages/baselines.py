@@ -1,12 +1,11 @@
 """Stage ``baselines``: popularity and SASRec, ranked under the project's evaluation protocol.
 
-Reads ``data/download/items.jsonl`` and ``data/download/users.jsonl``. Writes
-``data/baselines/popularity.npy`` (int64 ``[N]`` training counts), ``data/baselines/sasrec.pt``
-(best SASRec checkpoint), ``data/baselines/<ranker>_test_ranks.npy`` (each user's test rank,
-for paired comparisons), ``metrics/curves/sasrec_validation.json`` (per epoch: loss,
-validation NDCG, seconds; a git-tracked DVC plot) and ``metrics/baselines.json`` (valid and
-test HR@K / NDCG@K of each baseline, the ``exclude_history`` flag, SASRec's best epoch, epochs
-run and wall time). Params: ``base.seed``, ``baselines``, ``evaluate.ks``,
+Reads ``--dataset`` (items, users). Writes ``--baselines``: ``popularity.npy`` (int64 ``[N]``
+training counts), ``sasrec.pt`` (best SASRec checkpoint), ``<ranker>_test_ranks.npy`` (each
+user's test rank, for paired comparisons); ``--curve`` (per epoch: loss, validation NDCG,
+seconds; a git-tracked DVC plot) and ``--metrics`` (valid and test HR@K / NDCG@K of each
+baseline, the ``exclude_history`` flag, SASRec's best epoch, epochs run and wall time). Paths
+come from the command in ``dvc.yaml``. Params: ``base.seed``, ``baselines``, ``evaluate.ks``,
 ``evaluate.exclude_history``.
 """
 
@@ -17,15 +16,14 @@ from deepinterestgr.common.stage_guard import begin
 begin("baselines")  # all params checked, outputs locked: before the slow imports below
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from deepinterestgr.baselines.popularity import PopularityRanker, training_counts
 from deepinterestgr.baselines.sasrec import SASRecRanker, save_checkpoint, train_sasrec
 from deepinterestgr.common import params
+from deepinterestgr.common.artifacts import BaselineFiles, command_line_files
 from deepinterestgr.common.io import (
-    DatasetFiles,
     UserSequence,
     new_folder,
     read_items,
@@ -36,10 +34,7 @@ from deepinterestgr.common.io import (
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.evaluation.ranking import Ranker, evaluate_ranker
 
-INPUT = DatasetFiles(Path("data/download"))
-OUTPUT = Path("data/baselines")
-METRICS = Path("metrics/baselines.json")
-CURVE = Path("metrics/curves/sasrec_validation.json")
+FILES = command_line_files("baselines")  # paths from the command in dvc.yaml
 
 
 def evaluate_splits(
@@ -68,8 +63,8 @@ def main() -> None:
     evaluate = params.load("evaluate")
     seed_everything(base.seed)
 
-    items = read_items(INPUT.items)
-    users = read_users(INPUT.users)
+    items = read_items(FILES.dataset.items)
+    users = read_users(FILES.dataset.users)
     logging.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
 
     counts = training_counts(users, len(items))
@@ -88,15 +83,16 @@ def main() -> None:
     sasrec, sasrec_ranks = evaluate_splits(
         SASRecRanker(trained.model), users, evaluate, config.eval_batch_size
     )
-    with new_folder(OUTPUT) as folder:  # swapped in whole once every file is written
-        save_array(folder / "popularity.npy", counts)
-        save_checkpoint(folder / "sasrec.pt", trained.model, config.sasrec)
-        save_array(folder / "popularity_test_ranks.npy", popularity_ranks)
-        save_array(folder / "sasrec_test_ranks.npy", sasrec_ranks)
+    with new_folder(FILES.baselines.folder) as folder:  # swapped in whole once written
+        written = BaselineFiles(folder)
+        save_array(written.popularity, counts)
+        save_checkpoint(written.sasrec, trained.model, config.sasrec)
+        save_array(written.test_ranks("popularity"), popularity_ranks)
+        save_array(written.test_ranks("sasrec"), sasrec_ranks)
 
-    write_json(CURVE, [epoch._asdict() for epoch in trained.history])
+    write_json(FILES.curve, [epoch._asdict() for epoch in trained.history])
     write_json(
-        METRICS,
+        FILES.metrics,
         {
             "exclude_history": evaluate.exclude_history,
             "num_users": len(users),
@@ -117,7 +113,7 @@ def main() -> None:
         trained.epochs_run,
         trained.wall_time_s,
         trained.cpu_time_s,
-        METRICS,
+        FILES.metrics,
     )
 
 

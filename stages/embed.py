@@ -1,12 +1,12 @@
 """embed stage: embed each item's text followed by its positive interests (IEID).
 
-Reads  data/download/items.jsonl (items), data/label/items.jsonl (labelled interests).
-Writes data/embed/embeddings.npy (float32 [N, d], row i = item i),
-       data/embed/texts.jsonl ({item_id, text}: exactly what was embedded),
-       metrics/embed.json (items, dim, texts encoded vs found in the cache).
+Reads  ``--dataset`` (items), ``--labelled`` (labelled item interests).
+Writes ``--embeddings``: ``embeddings.npy`` (float32 [N, d], row i = item i), ``texts.jsonl``
+       ({item_id, text}: exactly what was embedded); ``--metrics`` (items, dim, texts encoded
+       vs found in the cache).
 Params base, embed (``embed.use_interests: false`` = shallow-text baseline). Embeddings are
-cached by text hash in data/cache/embeddings (outside DVC), so unchanged items are not
-re-encoded.
+cached by text hash in ``--embedding-cache`` (outside DVC), so unchanged items are not
+re-encoded. Paths come from the command in ``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -17,18 +17,14 @@ begin("embed")  # all params checked, outputs locked: before the slow imports be
 
 import logging
 import time
-from pathlib import Path
 
 from deepinterestgr.common import io
+from deepinterestgr.common.artifacts import EmbeddingFiles, command_line_files
 from deepinterestgr.common.params import load
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.items.embedding import embed_catalogue
 
-ITEMS = Path("data/download/items.jsonl")
-LABELLED = Path("data/label/items.jsonl")
-OUT = Path("data/embed")
-CACHE = Path("data/cache/embeddings")
-METRICS = Path("metrics/embed.json")
+FILES = command_line_files("embed")  # paths from the command in dvc.yaml
 
 log = logging.getLogger("embed")
 
@@ -37,17 +33,21 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base, params = load("base"), load("embed")
     seed_everything(base.seed)
-    items = io.read_items(ITEMS)
-    rows = io.align_item_interests(io.read_item_interests(LABELLED), len(items), LABELLED)
+    items = io.read_items(FILES.dataset.items)
+    labelled = FILES.labelled.items
+    rows = io.align_item_interests(io.read_item_interests(labelled), len(items), labelled)
     start = time.perf_counter()
-    texts, result = embed_catalogue(items, [row.interests for row in rows], params, CACHE)
+    texts, result = embed_catalogue(
+        items, [row.interests for row in rows], params, FILES.embedding_cache
+    )
     seconds = time.perf_counter() - start
-    with io.new_folder(OUT) as folder:  # swapped in whole once every file is written
-        io.save_array(folder / "embeddings.npy", result.vectors)
+    with io.new_folder(FILES.embeddings.folder) as folder:  # swapped in whole once written
+        written = EmbeddingFiles(folder)
+        io.save_array(written.vectors, result.vectors)
         texts_rows = ({"item_id": i, "text": t} for i, t in enumerate(texts))
-        io.write_jsonl(folder / "texts.jsonl", texts_rows)
+        io.write_jsonl(written.texts, texts_rows)
     io.write_json(
-        METRICS,
+        FILES.metrics,
         {
             "items": len(items),
             "dim": int(result.vectors.shape[1]),

@@ -1,16 +1,13 @@
 """Stage ``evaluate``: valid and test HR@K / NDCG@K of every trained generative recommender.
 
-Reads ``data/download/users.jsonl``, ``data/rqvae/codes.npy``, each model folder of
-:data:`MODELS` that exists (``data/sft/model``; ``data/grpo/model`` once trained; the stage
-fails when there is none),
-``data/mine/users.jsonl`` when a model's prompt uses user interests, and
-``metrics/baselines.json`` when present (the stage depends on ``data/baselines``, written
-together with it). Writes ``metrics/eval.json`` (per model and split:
-HR@K, NDCG@K, invalid / duplicate / missing beams, decoding wall time; the baselines next to
-them), ``metrics/ranks.json`` (each test user's target rank per ranker, the baselines' from
-``data/baselines/<ranker>_test_ranks.npy`` included: what paired comparisons between runs read,
-git-tracked like the metrics) and
-``plots/evaluate/hr_at_k/<ranker>.json`` (test HR@K and NDCG@K by K, one file per ranker).
+Reads ``--dataset`` (users), ``--sids`` (``codes.npy``), the model of ``--sft`` and of ``--grpo``
+where it exists (the stage fails when neither does), ``--interests`` when a model's prompt uses
+user interests, and ``--baseline-metrics`` when present. Writes ``--metrics`` (per model and
+split: HR@K, NDCG@K, invalid / duplicate / missing beams, decoding wall time; the baselines
+next to them), ``--ranks`` (each test user's target rank per ranker, the baselines' from
+``--baselines`` included: what paired comparisons between runs read, git-tracked like the
+metrics) and ``--plots`` (test HR@K and NDCG@K by K, one file per ranker). Paths come from the
+command in ``dvc.yaml``.
 Params: ``base.seed``, ``evaluate``.
 """
 
@@ -21,12 +18,11 @@ from deepinterestgr.common.stage_guard import begin
 begin("evaluate")  # all params checked, outputs locked: before the slow imports below
 
 import logging
-from pathlib import Path
 
 from deepinterestgr.common import params
+from deepinterestgr.common.artifacts import command_line_files
 from deepinterestgr.common.errors import PipelineError
 from deepinterestgr.common.io import (
-    DatasetFiles,
     load_array,
     new_folder,
     read_json,
@@ -40,15 +36,7 @@ from deepinterestgr.evaluation.generative import evaluate_recommender, hr_by_k_r
 from deepinterestgr.recommender.generative_model import load_recommender
 from deepinterestgr.recommender.sft_data import user_text
 
-DATASET = DatasetFiles(Path("data/download"))
-CODES = Path("data/rqvae/codes.npy")
-USER_INTERESTS = Path("data/mine/users.jsonl")
-MODELS = {"sft": Path("data/sft/model"), "grpo": Path("data/grpo/model")}
-BASELINES = Path("metrics/baselines.json")
-METRICS = Path("metrics/eval.json")
-PLOTS = Path("plots/evaluate/hr_at_k")
-RANKS = Path("metrics/ranks.json")
-BASELINE_RANKS = Path("data/baselines")
+FILES = command_line_files("evaluate")  # paths from the command in dvc.yaml
 
 
 def main() -> None:
@@ -56,17 +44,18 @@ def main() -> None:
     base = params.load("base")
     config = params.load("evaluate")
     seed_everything(base.seed)
-    models = {name: folder for name, folder in MODELS.items() if folder.exists()}
+    candidates = {"sft": FILES.sft.model, "grpo": FILES.grpo.model}
+    models = {name: folder for name, folder in candidates.items() if folder.exists()}
     if not models:
         raise PipelineError(
-            f"no model to evaluate: none of {', '.join(map(str, MODELS.values()))} exists; "
+            f"no model to evaluate: none of {', '.join(map(str, candidates.values()))} exists; "
             "run the sft stage (dvc repro sft) first"
         )
-    for name in MODELS.keys() - models.keys():
-        logging.warning("no %s model at %s: not evaluated", name, MODELS[name])
+    for name in candidates.keys() - models.keys():
+        logging.warning("no %s model at %s: not evaluated", name, candidates[name])
 
-    users = read_users(DATASET.users)
-    codes = load_array(CODES)
+    users = read_users(FILES.dataset.users)
+    codes = load_array(FILES.sids.codes)
     logging.info("read %s users and SIDs of %s items", f"{len(users):,}", f"{len(codes):,}")
 
     report: dict = {"exclude_history": config.exclude_history, "num_beams": config.num_beams}
@@ -75,7 +64,7 @@ def main() -> None:
         recommender = load_recommender(folder)
         user_texts = None
         if recommender.spec.task == "interests_history":
-            by_user = {row.user_id: row for row in read_user_interests(USER_INTERESTS)}
+            by_user = {row.user_id: row for row in read_user_interests(FILES.interests.users)}
             user_texts = [user_text(by_user.get(u.user_id)) for u in users]
         report[name] = {}
         for split in ("valid", "test"):
@@ -95,20 +84,22 @@ def main() -> None:
                 ranks[name] = evaluation.result.ranks
         test_metrics[name] = report[name]["test"]
 
-    if BASELINES.exists():
-        baselines = read_json(BASELINES)
+    if FILES.baseline_metrics.exists():
+        baselines = read_json(FILES.baseline_metrics)
         for name in ("popularity", "sasrec"):
             if name in baselines:
                 report[name] = {split: baselines[name][split] for split in ("valid", "test")}
                 test_metrics[name] = baselines[name]["test"]
-                if (BASELINE_RANKS / f"{name}_test_ranks.npy").exists():
-                    ranks[name] = load_array(BASELINE_RANKS / f"{name}_test_ranks.npy")
-    write_json(METRICS, report)
-    write_ranks(RANKS, "test", ranks)
-    with new_folder(PLOTS) as plots:
+                if FILES.baselines.test_ranks(name).exists():
+                    ranks[name] = load_array(FILES.baselines.test_ranks(name))
+    write_json(FILES.metrics, report)
+    write_ranks(FILES.ranks, "test", ranks)
+    with new_folder(FILES.plots) as plots:
         for name, metrics in test_metrics.items():
             write_json(plots / f"{name}.json", hr_by_k_rows(metrics, config.ks))
-    logging.info("wrote %s and %s plot files under %s", METRICS, len(test_metrics), PLOTS)
+    logging.info(
+        "wrote %s and %s plot files under %s", FILES.metrics, len(test_metrics), FILES.plots
+    )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Stage ``grpo``: reinforce the SFT recommender with the Interest-Aware Reward (METHOD.md, grpo).
 
-Reads ``data/sft/model/`` (model, tokenizer, prompt spec), ``data/rqvae/codes.npy`` (int64
-``[N, L+1]``), ``data/label/quality.npy`` (float32 ``[N]``, ``q_i``),
-``data/download/users.jsonl`` and, when the prompt spec uses user interests,
-``data/mine/users.jsonl``. Writes ``data/grpo/model/`` (same format as ``data/sft/model/``), the
-per-step curves ``dvclive/grpo/`` (loss, KL, total reward, each reward term's mean) and
-``metrics/grpo.json`` (steps, wall time, prompts, start and end of each curve).
+Reads ``--sft`` (``model/``: model, tokenizer, prompt spec), ``--sids`` (``codes.npy``, int64
+``[N, L+1]``), ``--labelled`` (``quality.npy``, float32 ``[N]``, ``q_i``), ``--dataset`` (users)
+and, when the prompt spec uses user interests, ``--interests``. Writes ``--recommender``
+(``model/``, same format as the SFT model), the per-step curves ``--live`` (loss, KL, total
+reward, each reward term's mean) and ``--metrics`` (steps, wall time, prompts, start and end of
+each curve). Paths come from the command in ``dvc.yaml``.
 Params: ``base.seed``, ``grpo``, ``sft.backbone`` (LoRA when it is ``pretrained``).
 """
 
@@ -17,11 +17,10 @@ begin("grpo")  # all params checked, outputs locked: before the slow imports bel
 
 import logging
 import tempfile
-from pathlib import Path
 
 from deepinterestgr.common import params
+from deepinterestgr.common.artifacts import command_line_files
 from deepinterestgr.common.io import (
-    DatasetFiles,
     load_array,
     new_folder,
     read_user_interests,
@@ -36,14 +35,7 @@ from deepinterestgr.recommender.rewards import trl_reward_functions
 from deepinterestgr.recommender.sft_data import build_encoder, user_text
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
-DATASET = DatasetFiles(Path("data/download"))
-SFT_MODEL = Path("data/sft/model")
-CODES = Path("data/rqvae/codes.npy")
-QUALITY = Path("data/label/quality.npy")
-USER_INTERESTS = Path("data/mine/users.jsonl")
-OUTPUT = Path("data/grpo")
-LIVE = Path("dvclive/grpo")
-METRICS = Path("metrics/grpo.json")
+FILES = command_line_files("grpo")  # paths from the command in dvc.yaml
 
 
 def main() -> None:
@@ -52,13 +44,20 @@ def main() -> None:
     backbone = params.load("sft").backbone
     rng = seed_everything(base.seed)
 
-    model, tokenizer, spec = load_recommender(SFT_MODEL)
-    users, codes, quality = read_users(DATASET.users), load_array(CODES), load_array(QUALITY)
+    model, tokenizer, spec = load_recommender(FILES.sft.model)
+    users, codes, quality = (
+        read_users(FILES.dataset.users),
+        load_array(FILES.sids.codes),
+        load_array(FILES.labelled.quality),
+    )
     if quality.shape != (len(codes),):
-        raise ValueError(f"{QUALITY}: shape {quality.shape}, expected ({len(codes)},) as {CODES}")
+        raise ValueError(
+            f"{FILES.labelled.quality}: shape {quality.shape}, "
+            f"expected ({len(codes)},) as {FILES.sids.codes}"
+        )
     by_user = {}
     if spec.task == "interests_history":
-        by_user = {u.user_id: u for u in read_user_interests(USER_INTERESTS)}
+        by_user = {u.user_id: u for u in read_user_interests(FILES.interests.users)}
     user_texts = [user_text(by_user.get(u.user_id)) for u in users]
     sid_ids = sid_token_ids(tokenizer, codes)
     # Only prompts are written here: item texts (alignment tasks) are not needed.
@@ -91,12 +90,12 @@ def main() -> None:
             base.seed,
             scratch,
             peft_config=peft_config,
-            live_dir=LIVE,
+            live_dir=FILES.live,
         )
-    with new_folder(OUTPUT / "model") as model_dir:  # swapped in whole once written
+    with new_folder(FILES.recommender.model) as model_dir:  # swapped in whole once written
         save_recommender(model_dir, trained, tokenizer, spec)
     write_json(
-        METRICS,
+        FILES.metrics,
         {
             "steps": outcome.steps,
             "wall_time_s": round(outcome.seconds, 1),
@@ -105,7 +104,7 @@ def main() -> None:
             "curves": curve_summary(outcome.history),
         },
     )
-    logging.info("wrote %s and %s", OUTPUT / "model", METRICS)
+    logging.info("wrote %s and %s", FILES.recommender.model, FILES.metrics)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """label stage: judge a sample of mined interests, learn the judge, label every interest.
 
-Reads  data/download/items.jsonl (items), data/mine/items.jsonl (mined item interests).
-Writes data/label/items.jsonl (interests with p_positive and positive),
-       data/label/quality.npy (float32 [N], q_i), data/label/judged.jsonl (the judged sample),
-       metrics/label.json (held-out AUC, accuracy, Brier, ECE against the judge; q_i spread).
-Params base, label. Sentence embeddings are cached in data/cache/embeddings and LLM judge
-answers in data/cache/llm_judge (outside DVC: a content-addressed cache cannot go stale, and a
-rerun must not pay for them again).
+Reads  ``--dataset`` (items), ``--interests`` (mined item interests).
+Writes ``--labelled``: ``items.jsonl`` (interests with p_positive and positive), ``quality.npy``
+       (float32 [N], q_i), ``judged.jsonl`` (the judged sample); ``--metrics`` (held-out AUC,
+       accuracy, Brier, ECE against the judge; q_i spread).
+Params base, label. Sentence embeddings are cached in ``--embedding-cache`` and LLM judge
+answers in ``--judge-cache`` (outside DVC: a content-addressed cache cannot go stale, and a
+rerun must not pay for them again). Paths come from the command in ``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from deepinterestgr.common.stage_guard import begin
 begin("label")  # all params checked, outputs locked: before the slow imports below
 
 import logging
-from pathlib import Path
 
 from deepinterestgr.common import io
+from deepinterestgr.common.artifacts import LabelledInterestFiles, command_line_files
 from deepinterestgr.common.params import load
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.interests.labeling import label_interests, make_offline_judge
@@ -30,12 +30,7 @@ from deepinterestgr.items.embedding import (
     sentence_encoder,
 )
 
-ITEMS = Path("data/download/items.jsonl")
-MINED = Path("data/mine/items.jsonl")
-OUT = Path("data/label")
-CACHE = Path("data/cache/embeddings")
-LLM_CACHE = Path("data/cache/llm_judge")
-METRICS = Path("metrics/label.json")
+FILES = command_line_files("label")  # paths from the command in dvc.yaml
 
 log = logging.getLogger("label")
 
@@ -45,16 +40,17 @@ def main() -> None:
     base, params = load("base"), load("label")
     seed_everything(base.seed)
     if params.judge == "llm":  # first: a missing API key fails before any work
-        judge = make_llm_judge(params.llm_judge, LLM_CACHE)
+        judge = make_llm_judge(params.llm_judge, FILES.judge_cache)
     else:
         judge = make_offline_judge(
             params.offline_judge.lexical_weight, params.offline_judge.threshold
         )
-    items = io.read_items(ITEMS)
-    rows = io.align_item_interests(io.read_item_interests(MINED), len(items), MINED)
+    items = io.read_items(FILES.dataset.items)
+    mined = FILES.interests.items
+    rows = io.align_item_interests(io.read_item_interests(mined), len(items), mined)
     evidence = [evidence_text(item, params.evidence) for item in items]
 
-    cache = EmbeddingCache(CACHE)
+    cache = EmbeddingCache(FILES.embedding_cache)
     encoder = sentence_encoder(params.encoder, normalize=True, batch_size=params.batch_size)
 
     def embed(texts):
@@ -73,11 +69,12 @@ def main() -> None:
         params.ece_bins,
         base.seed,
     )
-    with io.new_folder(OUT) as folder:  # swapped in whole once every file is written
-        io.write_item_interests(folder / "items.jsonl", result.rows)
-        io.save_array(folder / "quality.npy", result.quality)
-        io.write_jsonl(folder / "judged.jsonl", result.judged)
-    io.write_json(METRICS, {"judge": params.judge, **result.metrics})
+    with io.new_folder(FILES.labelled.folder) as folder:  # swapped in whole once written
+        written = LabelledInterestFiles(folder)
+        io.write_item_interests(written.items, result.rows)
+        io.save_array(written.quality, result.quality)
+        io.write_jsonl(written.judged, result.judged)
+    io.write_json(FILES.metrics, {"judge": params.judge, **result.metrics})
     m = result.metrics
     log.info(
         "labelled %s interests of %s items (%.1f%% positive); judge sample %s, held-out AUC %.3f, "

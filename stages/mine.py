@@ -1,13 +1,12 @@
 """Stage ``mine``: deep interests of every item and user, from several backends, merged.
 
-Reads:   data/download/items.jsonl, data/download/users.jsonl (training part of each
-         history only), data/download/images/ (item images, for LLMs with ``images: true``);
-         the ``precomputed`` file when that backend is listed.
-Writes:  data/mine/items.jsonl (io.ItemInterests, merged, strongest first),
-         data/mine/users.jsonl (io.UserInterests), data/mine/raw/<backend>.jsonl (one raw
-         record per LLM request: reasoning, answer texts, tokens, failure reason),
-         data/mine/rejected.jsonl (descriptors the injection screen dropped, with the reason),
-         metrics/mine.json (jobs, cached, failed, tokens and estimated cost per backend).
+Reads:   ``--dataset``: items, users (training part of each history only), item images (for
+         LLMs with ``images: true``); the ``precomputed`` file when that backend is listed.
+Writes:  ``--interests``: ``items.jsonl`` (io.ItemInterests, merged, strongest first),
+         ``users.jsonl`` (io.UserInterests), ``raw/<backend>.jsonl`` (one raw record per LLM
+         request: reasoning, answer texts, tokens, failure reason), ``rejected.jsonl``
+         (descriptors the injection screen dropped, with the reason); ``--metrics`` (jobs,
+         cached, failed, tokens and estimated cost per backend). Paths come from ``dvc.yaml``.
          LLM answers are cached in ``mine.cache_dir`` (kept across runs; a rerun pays nothing).
 Params:  base.seed, mine.* (backends, prompt versions, model names, limits, prices, cap).
 API keys come only from the environment variables that ``mine.llms.<name>.api_key_env`` names.
@@ -20,16 +19,14 @@ from deepinterestgr.common.stage_guard import begin
 begin("mine")  # all params checked, outputs locked: before the slow imports below
 
 import logging
-from pathlib import Path
 
 from deepinterestgr.common import io
+from deepinterestgr.common.artifacts import InterestFiles, command_line_files
 from deepinterestgr.common.params import load
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.interests.mining import mine_interests, summary
 
-DATA = io.DatasetFiles(Path("data/download"))
-OUT = Path("data/mine")
-METRICS = Path("metrics/mine.json")
+FILES = command_line_files("mine")  # paths from the command in dvc.yaml
 
 log = logging.getLogger("mine")
 
@@ -41,7 +38,7 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     base, params = load("base"), load("mine")
     seed_everything(base.seed)
-    items, users = io.read_items(DATA.items), io.read_users(DATA.users)
+    items, users = io.read_items(FILES.dataset.items), io.read_users(FILES.dataset.users)
     log.info(
         "%s items, %s users; backends: %s",
         f"{len(items):,}",
@@ -49,16 +46,17 @@ def main() -> None:
         ", ".join(params.backends),
     )
 
-    output = mine_interests(params, items, users, image_dir=DATA.folder, seed=base.seed)
+    output = mine_interests(params, items, users, image_dir=FILES.dataset.folder, seed=base.seed)
 
-    with io.new_folder(OUT) as folder:  # swapped in whole once every file is written
-        io.write_item_interests(folder / "items.jsonl", output.items)
-        io.write_user_interests(folder / "users.jsonl", output.users)
+    with io.new_folder(FILES.interests.folder) as folder:  # swapped in whole once written
+        written = InterestFiles(folder)
+        io.write_item_interests(written.items, output.items)
+        io.write_user_interests(written.users, output.users)
         for name, records in output.raw.items():
-            io.write_jsonl(folder / "raw" / f"{name}.jsonl", records)
-        io.write_jsonl(folder / "rejected.jsonl", (r.to_record() for r in output.rejected))
+            io.write_jsonl(written.raw(name), records)
+        io.write_jsonl(written.rejected, (r.to_record() for r in output.rejected))
     metrics = summary(output)
-    io.write_json(METRICS, metrics)
+    io.write_json(FILES.metrics, metrics)
     log.info(
         "wrote %s item rows (%.2f descriptors each, %.2f models per descriptor), %s user rows, "
         "estimated cost $%.4f",

@@ -6,7 +6,7 @@ cost that stage's previous outputs. This stage declares every params section and
 of ``download``, hence of every stage, so DVC runs it first whenever any param changes: a bad
 ``dvc exp run -S ...`` fails here in about a second, with every other output as it was.
 
-Reads:  params.yaml (all sections). Writes: data/params/checked.txt, a constant line, so a
+Reads:  params.yaml (all sections). Writes: ``--checked``, a constant line, so a
 passing check never makes ``download`` (or anything after it) run again.
 Params: every section.
 """
@@ -17,15 +17,14 @@ from deepinterestgr.common.stage_guard import begin
 
 begin("params")  # the check itself: every section loaded strictly and validated
 
-from pathlib import Path
-
+from deepinterestgr.common.artifacts import command_line_files
 from deepinterestgr.common.io import atomic_path
 
-CHECKED = Path("data/params/checked.txt")
+FILES = command_line_files("params")  # paths from the command in dvc.yaml
 
 
 def main() -> None:
-    with atomic_path(CHECKED) as tmp:
+    with atomic_path(FILES.checked) as tmp:
         tmp.write_text("every section of params.yaml passed its checks\n", encoding="utf-8")
 
 

@@ -1,7 +1,7 @@
 """Stage ``peers``: independent recommenders from the cornac library, beside our baselines.
 
-Reads ``data/download/items.jsonl``, ``data/download/users.jsonl`` and our SASRec
-``data/baselines/sasrec.pt``. Writes ``metrics/peers.json``: for every peer in ``peers.run``,
+Reads ``--dataset`` (items, users) and our SASRec (``sasrec.pt`` of ``--baselines``). Writes
+``--metrics``: for every peer in ``peers.run``,
 its test HR@K / NDCG@K by our evaluation under the protocol's ``exclude_history`` (``test``) and
 under the other setting, by cornac's own evaluation (``test_cornac_eval``: seen items kept),
 the largest per-user disagreement between cornac's and our evaluation with seen items kept,
@@ -19,7 +19,6 @@ from deepinterestgr.common.stage_guard import begin
 begin("peers")  # all params checked, outputs locked: before the slow imports below
 
 import logging
-from pathlib import Path
 
 import numpy as np
 
@@ -35,16 +34,16 @@ from deepinterestgr.baselines.peers import (
 )
 from deepinterestgr.baselines.sasrec import SASRecRanker, load_checkpoint
 from deepinterestgr.common import params
-from deepinterestgr.common.io import DatasetFiles, read_items, read_users, write_json
+from deepinterestgr.common.artifacts import command_line_files
+from deepinterestgr.common.io import read_items, read_users, write_json
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.evaluation.metrics import user_hits, user_ndcg
 from deepinterestgr.evaluation.ranking import Ranker, evaluate_ranker
 from deepinterestgr.items.embedding import evidence_text, sentence_encoder
 
-INPUT = DatasetFiles(Path("data/download"))
-SASREC = Path("data/baselines/sasrec.pt")
-METRICS = Path("metrics/peers.json")
 SETTINGS = (True, False)  # exclude_history: our protocol's default, then cornac's
+
+FILES = command_line_files("peers")  # paths from the command in dvc.yaml
 
 
 def test_by_setting(ranker: Ranker, users, ks, batch_size: int) -> dict:
@@ -56,12 +55,12 @@ def main() -> None:
     base, config, evaluate = params.load("base"), params.load("peers"), params.load("evaluate")
     check_peers(config.run, config.models)  # before reading data or training anything
     if not config.run:
-        write_json(METRICS, {"exclude_history": evaluate.exclude_history, "peers": {}})
-        logging.info("peers.run is empty: nothing to train; wrote %s", METRICS)
+        write_json(FILES.metrics, {"exclude_history": evaluate.exclude_history, "peers": {}})
+        logging.info("peers.run is empty: nothing to train; wrote %s", FILES.metrics)
         return
     seed_everything(base.seed)
 
-    items, users = read_items(INPUT.items), read_users(INPUT.users)
+    items, users = read_items(FILES.dataset.items), read_users(FILES.dataset.users)
     logging.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
     features = None
     if "tiger" in config.run:  # TIGER quantises content vectors: the item text, no interests
@@ -75,7 +74,10 @@ def main() -> None:
 
     protocol = evaluate.exclude_history
     ours = test_by_setting(
-        SASRecRanker(load_checkpoint(SASREC)), users, evaluate.ks, config.eval_batch_size
+        SASRecRanker(load_checkpoint(FILES.baselines.sasrec)),
+        users,
+        evaluate.ks,
+        config.eval_batch_size,
     )
     report = {
         "exclude_history": protocol,
@@ -118,8 +120,8 @@ def main() -> None:
             "train_cpu_time_s": round(fit.cpu_time_s, 1),
         }
         logging.info("peer %s: %s", name, report["peers"][name]["vs_sasrec"])
-    write_json(METRICS, report)
-    logging.info("wrote %s", METRICS)
+    write_json(FILES.metrics, report)
+    logging.info("wrote %s", FILES.metrics)
 
 
 if __name__ == "__main__":

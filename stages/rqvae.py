@@ -1,13 +1,15 @@
 """Quantize item embeddings into Semantic IDs with an RQ-VAE (IEID, METHOD.md ``rqvae``).
 
-Reads   data/embed/embeddings.npy       float32 [N, d], row i = item i
-Writes  data/rqvae/model.pt             RQ-VAE state dict
-        data/rqvae/codes.npy            int64 [N, L+1]: L RQ codes, then the collision suffix
-        metrics/rqvae.json              collisions, code usage and perplexity, reconstruction
-        plots/rqvae/loss/*.csv          per-epoch losses (DVC plots)
-        plots/rqvae/usage/level_*.csv   items per code, most used first (DVC plots)
-        plots/rqvae/reseeded/level_*.csv  dead codes re-seeded after each epoch (DVC plots)
+Reads   --embeddings: embeddings.npy   float32 [N, d], row i = item i
+Writes  --sids: codes.npy              int64 [N, L+1]: L RQ codes, then the collision suffix
+        --rqvae: model.pt              RQ-VAE state dict
+        --metrics                      collisions, code usage and perplexity, reconstruction
+        --plots: loss/*.csv            per-epoch losses (DVC plots)
+                 usage/level_*.csv     items per code, most used first (DVC plots)
+                 reseeded/level_*.csv  dead codes re-seeded after each epoch (DVC plots)
 Params  base.seed, rqvae.*
+Paths come from the command in ``dvc.yaml``. The SIDs are an artefact of their own
+(``data/sids``): the stages downstream read them without knowing which method made them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from deepinterestgr.common.stage_guard import begin
 begin("rqvae")  # all params checked, outputs locked: before the slow imports below
 
 import logging
-from pathlib import Path
 
 from deepinterestgr.common import io
+from deepinterestgr.common.artifacts import RqvaeFiles, SemanticIdFiles, command_line_files
 from deepinterestgr.common.params import load
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.items.rqvae import assign_codes, train_rqvae
@@ -33,10 +35,7 @@ from deepinterestgr.items.semantic_ids import (
     sid_diagnostics,
 )
 
-EMBEDDINGS = Path("data/embed/embeddings.npy")
-OUT = io.RqvaeFiles(Path("data/rqvae"))
-METRICS = Path("metrics/rqvae.json")
-PLOTS = Path("plots/rqvae")
+FILES = command_line_files("rqvae")  # paths from the command in dvc.yaml
 
 logger = logging.getLogger("rqvae")
 
@@ -45,7 +44,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base, params = load("base"), load("rqvae")
     seed_everything(base.seed)
-    embeddings = io.load_array(EMBEDDINGS)
+    embeddings = io.load_array(FILES.embeddings.vectors)
     logger.info("read %s embeddings of width %d", f"{len(embeddings):,}", embeddings.shape[1])
     limit = params.max_collision_rate
     check_capacity(len(embeddings), params.codebook_size, params.num_levels, limit)
@@ -55,15 +54,15 @@ def main() -> None:
     check_collisions(assignment.codes, params.codebook_size, limit)
     codes = add_collision_suffix(assignment.codes)
 
-    with io.new_folder(OUT.folder) as folder:  # swapped in whole once every file is written
-        files = io.RqvaeFiles(folder)
-        io.write_state_dict(files.model, trained.model.state_dict())
-        io.save_array(files.codes, codes)
+    with io.new_folder(FILES.rqvae.folder) as folder:  # swapped in whole once written
+        io.write_state_dict(RqvaeFiles(folder).model, trained.model.state_dict())
+    with io.new_folder(FILES.sids.folder) as folder:
+        io.save_array(SemanticIdFiles(folder).codes, codes)
 
     usages = level_usage(assignment.codes, params.codebook_size)
     diagnostics = sid_diagnostics(assignment.codes, usages)
     io.write_json(
-        METRICS,
+        FILES.metrics,
         {
             **diagnostics,
             "collision_rate_nearest": collision_stats(assignment.nearest_codes).collision_rate,
@@ -74,7 +73,7 @@ def main() -> None:
             "train_cpu_seconds": trained.cpu_seconds,
         },
     )
-    with io.new_folder(PLOTS) as plots:
+    with io.new_folder(FILES.plots) as plots:
         for name in ("total", "reconstruction", "codebook", "commitment"):
             rows = ({"epoch": log.epoch, name: getattr(log, name)} for log in trained.history)
             io.write_csv(plots / "loss" / f"{name}.csv", rows)

@@ -1,16 +1,16 @@
 """Stage ``sft``: train the generative recommender on SID sequences and interest alignment.
 
-Reads ``data/download/{items,users}.jsonl``, ``data/rqvae/codes.npy`` (int64 ``[N, L+1]``),
-``data/label/items.jsonl`` (item interests; negatively labelled ones are left out) and
-``data/mine/users.jsonl`` (user interests from training histories; may be empty). Writes
-``data/sft/model/`` (model, tokenizer, ``recommender.json``), the training curves
-``dvclive/sft/``, ``metrics/sft.json`` (the selection metric of the kept checkpoint, steps,
-epochs, wall time, example counts, parameter count) and ``metrics/curves/sft_validation.json``
+Reads ``--dataset`` (items, users), ``--sids`` (``codes.npy``, int64 ``[N, L+1]``), ``--labelled``
+(item interests; negatively labelled ones are left out) and ``--interests`` (user interests from
+training histories; may be empty). Writes ``--recommender`` (``model/``: model, tokenizer,
+``recommender.json``), the training curves ``--live``, ``--metrics`` (the selection metric of the
+kept checkpoint, steps, epochs, wall time, example counts, parameter count) and ``--curve``
 (every evaluation: epoch, step, wall-clock minutes, validation loss and ranking metrics; a
-git-tracked DVC plot, so every experiment keeps its learning curve).
+git-tracked DVC plot, so every experiment keeps its learning curve). Paths come from the
+command in ``dvc.yaml``.
 Params: ``base.seed``, ``sft``, and the protocol of ``evaluate`` (beams, batch size, history
 exclusion) for the validation ranking that selects the checkpoint.
-Runs as is or under ``accelerate launch stages/sft.py``.
+Runs as is or under ``accelerate launch stages/sft.py $(python scripts/stage_arguments.py sft)``.
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ begin("sft")  # all params checked, outputs locked: before the slow imports belo
 
 import logging
 import shutil
-from pathlib import Path
 
 import numpy as np
 
 from deepinterestgr.common import params
+from deepinterestgr.common.artifacts import command_line_files
 from deepinterestgr.common.io import (
-    DatasetFiles,
     align_item_interests,
     load_array,
     new_folder,
@@ -51,14 +50,7 @@ from deepinterestgr.recommender.sft_data import (
 from deepinterestgr.recommender.sft_training import Selection, train_sft
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
-DATASET = DatasetFiles(Path("data/download"))
-CODES = Path("data/rqvae/codes.npy")
-ITEM_INTERESTS = Path("data/label/items.jsonl")
-USER_INTERESTS = Path("data/mine/users.jsonl")
-OUTPUT = Path("data/sft")
-LIVE = Path("dvclive/sft")
-METRICS = Path("metrics/sft.json")
-CURVE = Path("metrics/curves/sft_validation.json")
+FILES = command_line_files("sft")  # paths from the command in dvc.yaml
 
 
 def main() -> None:
@@ -68,14 +60,14 @@ def main() -> None:
     protocol = params.load("evaluate")  # the validation ranking repeats the test protocol
     rng = seed_everything(base.seed)
 
-    items, users = read_items(DATASET.items), read_users(DATASET.users)
-    codes = load_array(CODES)
+    items, users = read_items(FILES.dataset.items), read_users(FILES.dataset.users)
+    codes = load_array(FILES.sids.codes)
     if codes.shape[0] != len(items):
-        raise ValueError(f"{CODES}: {codes.shape[0]} rows for {len(items)} items")
+        raise ValueError(f"{FILES.sids.codes}: {codes.shape[0]} rows for {len(items)} items")
     interests = align_item_interests(
-        read_item_interests(ITEM_INTERESTS), len(items), ITEM_INTERESTS
+        read_item_interests(FILES.labelled.items), len(items), FILES.labelled.items
     )
-    by_user = {row.user_id: row for row in read_user_interests(USER_INTERESTS)}
+    by_user = {row.user_id: row for row in read_user_interests(FILES.interests.users)}
     item_texts = [
         item_text(i, r, config.title_in_alignment) for i, r in zip(items, interests, strict=True)
     ]
@@ -117,19 +109,19 @@ def main() -> None:
         train,
         valid,
         config.trainer,
-        OUTPUT / "checkpoints",
-        LIVE,
+        FILES.recommender.checkpoints,
+        FILES.live,
         base.seed,
         Selection(config.selection.metric, config.selection.patience, validate),
         config.max_minutes,
         plain_head=config.backbone != "pretrained",
     )
     if result.is_main_process:
-        with new_folder(OUTPUT / "model") as model_dir:  # swapped in whole once written
+        with new_folder(FILES.recommender.model) as model_dir:  # swapped in whole once written
             save_recommender(model_dir, result.model, tokenizer, spec)
-        shutil.rmtree(OUTPUT / "checkpoints", ignore_errors=True)
+        shutil.rmtree(FILES.recommender.checkpoints, ignore_errors=True)
         write_json(
-            METRICS,
+            FILES.metrics,
             {
                 "selection_metric": config.selection.metric,
                 "best_valid": round(result.best_metric, 5),
@@ -144,8 +136,8 @@ def main() -> None:
                 "parameters": int(sum(np.prod(p.shape) for p in result.model.parameters())),
             },
         )
-        write_json(CURVE, [validation_row(row) for row in result.evaluations])
-        logging.info("wrote %s, %s and %s", OUTPUT / "model", METRICS, CURVE)
+        write_json(FILES.curve, [validation_row(row) for row in result.evaluations])
+        logging.info("wrote %s, %s and %s", FILES.recommender.model, FILES.metrics, FILES.curve)
 
 
 def validation_row(evaluation: dict[str, float]) -> dict[str, float]:

@@ -327,12 +327,14 @@ def test_download_stage_writes_items_users_images_and_statistics(tmp_path, monke
     import yaml
 
     from deepinterestgr.common import io
+    from deepinterestgr.testing.stage_inputs import stage_command
 
     root = Path(__file__).resolve().parents[1]
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["download"]["synthetic"].update(num_users=50, num_items=40, num_interests=4)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", stage_command(root, "download")[1:])
     runpy.run_path(str(root / "stages" / "download.py"), run_name="__main__")
 
     items = io.read_items("data/download/items.jsonl")

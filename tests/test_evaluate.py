@@ -6,7 +6,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,7 +23,7 @@ from deepinterestgr.evaluation.generative import (
 from deepinterestgr.recommender.constrained_decoding import BeamResult
 from deepinterestgr.recommender.generative_model import PromptSpec, Recommender
 from deepinterestgr.recommender.sid_tokenizer import build_tokenizer
-from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
+from deepinterestgr.testing.stage_inputs import stage_command, write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,13 +109,11 @@ def test_hr_by_k_rows():
 @pytest.mark.slow
 def test_sft_and_evaluate_stages_end_to_end(tmp_path, project_params):
     """The two stages on a tiny synthetic catalogue, from their own working folder."""
-    write_tiny_stage_folder(tmp_path, project_params)
+    write_tiny_stage_folder(tmp_path, project_params, ROOT / "dvc.yaml")
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for stage in ("sft", "evaluate"):
-        subprocess.run(
-            [sys.executable, str(ROOT / f"stages/{stage}.py")], cwd=tmp_path, env=env, check=True
-        )
+        subprocess.run(stage_command(ROOT, stage), cwd=tmp_path, env=env, check=True)
 
     report = json.loads((tmp_path / "metrics/eval.json").read_text())
     assert set(report) == {"exclude_history", "num_beams", "sft", "popularity"}

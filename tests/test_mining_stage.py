@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from deepinterestgr.common.params import MineParams
 from deepinterestgr.interests.mining import MiningFailed, mine_interests
 from deepinterestgr.interests.prompts import user_history_prompt
 from deepinterestgr.testing.fake_llm_server import FakeLLMServer
+from deepinterestgr.testing.stage_inputs import stage_command
 from test_mining_llm import KEY, KEY_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,7 +132,7 @@ def test_stage_with_offline_precomputed_and_llm_leaks_no_key(server, tmp_path):
     params["mine"]["offline"]["min_df"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     run = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "mine.py")],
+        stage_command(ROOT, "mine"),
         cwd=project,
         env=os.environ.copy(),
         capture_output=True,

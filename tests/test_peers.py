@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from deepinterestgr.common.io import Item, UserSequence, write_items, write_user
 from deepinterestgr.common.params import load
 from deepinterestgr.evaluation.metrics import NOT_RANKED, user_hits, user_ndcg
 from deepinterestgr.evaluation.ranking import evaluate_ranker
+from deepinterestgr.testing.stage_inputs import stage_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SASREC = {"embedding_dim": 16, "max_len": 8, "n_sample": 32, "batch_size": 32, "n_epochs": 3}
@@ -218,7 +218,7 @@ def write_peers_folder(folder: Path, run: list[str]) -> None:
 def run_stage(folder: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, str(ROOT / "stages/peers.py")],
+        stage_command(ROOT, "peers"),
         cwd=folder,
         env=env,
         capture_output=True,

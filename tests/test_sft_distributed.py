@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
+from deepinterestgr.testing.stage_inputs import stage_command, write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,13 +25,13 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_split_the_examples_and_only_the_main_one_writes(tmp_path, project_params):
-    config = write_tiny_stage_folder(tmp_path, project_params, num_users=64)
+    config = write_tiny_stage_folder(tmp_path, project_params, ROOT / "dvc.yaml", num_users=64)
     launch = [
         sys.executable, "-m", "accelerate.commands.launch",
         "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()),
-        str(ROOT / "stages/sft.py"),
+        *stage_command(ROOT, "sft")[1:],  # the script and its arguments
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(launch, cwd=tmp_path, env=env, capture_output=True, text=True)

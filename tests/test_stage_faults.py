@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from deepinterestgr.common.io import save_array, write_json
-from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
+from deepinterestgr.testing.stage_inputs import stage_command, write_tiny_stage_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_stage(stage: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(ROOT / "stages" / f"{stage}.py")],
+        stage_command(ROOT, stage),
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -60,12 +59,12 @@ def test_rqvae_with_a_codebook_too_small_fails_before_training(tmp_path):
         "at least 98.2% of them would collide, above rqvae.max_collision_rate=0.5 (the SIDs "
         "would be mostly suffix); raise codebook_size or num_levels"
     )
-    assert not (cwd / "data/rqvae").exists()
+    assert not (cwd / "data/sids").exists() and not (cwd / "data/rqvae").exists()
 
 
 def test_evaluate_without_any_model_folder_fails_and_writes_nothing(tmp_path, project_params):
     # Everything evaluate reads but a trained model.
-    write_tiny_stage_folder(tmp_path, project_params)
+    write_tiny_stage_folder(tmp_path, project_params, ROOT / "dvc.yaml")
     run = run_stage("evaluate", tmp_path)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines()[-1] == (

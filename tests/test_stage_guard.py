@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from deepinterestgr.testing.stage_inputs import stage_command
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,7 +26,7 @@ def test_a_bad_override_fails_in_one_line_before_the_stage_reads_or_writes(tmp_p
     params["evaluate"]["num_beams"] = 10  # dvc exp run -S evaluate.num_beams=10
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     run = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "evaluate.py")],
+        stage_command(ROOT, "evaluate"),
         cwd=tmp_path,
         capture_output=True,
         text=True,

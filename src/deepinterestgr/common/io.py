@@ -1,20 +1,21 @@
 """File formats shared between stages: the one place that reads and writes pipeline artefacts.
 
-Contracts (paths relative to the project root; one folder per stage, ``data/<stage>/``):
+Formats (by artefact folder, :mod:`deepinterestgr.common.artifacts`; ``dvc.yaml`` says where
+each folder lives):
 
-============================  =========================================================
-``data/download/items.jsonl``  one :class:`Item` per line, ``item_id`` 0..N-1 in order
-``data/download/users.jsonl``  one :class:`UserSequence` per line, ``user_id`` 0..U-1:
-                               the chronological item ids, split leave-one-out
-``data/mine/items.jsonl``      one :class:`ItemInterests` per item (merged across backends)
-``data/mine/users.jsonl``      one :class:`UserInterests` per user (training history only)
-``data/label/items.jsonl``     one :class:`ItemInterests` per item whose descriptors carry
-                               ``p_positive`` and ``positive``
-``data/label/quality.npy``     float32 ``[N]``: ``q_i`` in [0, 1] per item id
-``data/embed/embeddings.npy``  float32 ``[N, d]``: row i embeds item i
-``data/embed/texts.jsonl``     ``{"item_id", "text"}``: the exact text that was embedded
-``data/rqvae/codes.npy``       int64 ``[N, L+1]``: L RQ codes then the collision suffix
-============================  =========================================================
+=================================  =====================================================
+dataset ``items.jsonl``            one :class:`Item` per line, ``item_id`` 0..N-1 in order
+dataset ``users.jsonl``            one :class:`UserSequence` per line, ``user_id`` 0..U-1:
+                                   the chronological item ids, split leave-one-out
+interests ``items.jsonl``          one :class:`ItemInterests` per item (merged across backends)
+interests ``users.jsonl``          one :class:`UserInterests` per user (training history only)
+labelled interests ``items.jsonl`` one :class:`ItemInterests` per item whose descriptors
+                                   carry ``p_positive`` and ``positive``
+labelled interests ``quality.npy`` float32 ``[N]``: ``q_i`` in [0, 1] per item id
+embeddings ``embeddings.npy``      float32 ``[N, d]``: row i embeds item i
+embeddings ``texts.jsonl``         ``{"item_id", "text"}``: the exact text that was embedded
+SIDs ``codes.npy``                 int64 ``[N, L+1]``: L codes then the collision suffix
+=================================  =====================================================
 
 Every writer is atomic (write to a temporary file, then rename), so a killed stage never
 leaves a half-written artefact that a later stage would read as whole; a stage writes its
@@ -33,7 +34,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,19 +126,6 @@ class UserInterests:
     user_id: int
     interests: tuple[Interest, ...]
     offline: bool = False
-
-
-@dataclass(frozen=True)
-class DatasetFiles:
-    """Where the ``download`` stage writes; other stages read through these paths."""
-
-    folder: Path
-    items: Path = field(init=False)
-    users: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "items", Path(self.folder) / "items.jsonl")
-        object.__setattr__(self, "users", Path(self.folder) / "users.jsonl")
 
 
 # --------------------------------------------------------------------------- generic I/O
@@ -539,21 +527,7 @@ def align_item_interests(
     return [by_id.get(i, ItemInterests(i, ())) for i in range(num_items)]
 
 
-# --------------------------------------------------------------------------- semantic IDs
-
-
-@dataclass(frozen=True)
-class RqvaeFiles:
-    """What the ``rqvae`` stage writes into ``folder`` (``data/rqvae``)."""
-
-    folder: Path
-    model: Path = field(init=False)  # torch state dict of the RQ-VAE
-    codes: Path = field(init=False)  # int64 [N, L+1]: L RQ codes then the collision suffix
-
-    def __post_init__(self) -> None:
-        folder = Path(self.folder)
-        object.__setattr__(self, "model", folder / "model.pt")
-        object.__setattr__(self, "codes", folder / "codes.npy")
+# --------------------------------------------------------------------------- model weights
 
 
 def write_state_dict(path: str | Path, state_dict: dict[str, Any]) -> None:

@@ -1,14 +1,17 @@
-"""A tiny working folder with everything the ``sft``, ``grpo`` and ``evaluate`` stages read."""
+"""A tiny working folder with everything the ``sft``, ``grpo`` and ``evaluate`` stages read,
+and the command that runs a stage there as DVC would."""
 
 from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deepinterestgr.common.artifacts import declared_files, stage_arguments
 from deepinterestgr.common.io import (
     Interest,
     Item,
@@ -23,29 +26,39 @@ from deepinterestgr.common.io import (
 )
 
 
+def stage_command(root: Path, stage: str) -> list[str]:
+    """What DVC runs for ``stage`` of the project at ``root``: its script and the arguments
+    ``dvc.yaml`` gives it (run it in a folder laid out as ``dvc.yaml`` says)."""
+    arguments = stage_arguments(stage, root / "dvc.yaml")
+    return [sys.executable, str(root / "stages" / f"{stage}.py"), *arguments]
+
+
 def write_tiny_stage_folder(
-    folder: Path, params: dict[str, Any], num_users: int = 40
+    folder: Path, params: dict[str, Any], dvc_yaml: Path, num_users: int = 40
 ) -> dict[str, Any]:
     """24 items with 4-level SIDs, ``num_users`` users of 6 items, one interest per item, a
-    popularity baseline, and ``params`` (the project's params.yaml, as read) shrunk to seconds.
-    Returns the shrunk params, also written to ``folder/params.yaml``; ``params`` is not changed.
+    popularity baseline, and ``params`` (the project's params.yaml, as read) shrunk to seconds,
+    each where ``dvc_yaml`` has the stages read them. Returns the shrunk params, also written to
+    ``folder/params.yaml``; ``params`` is not changed.
     """
+    files = declared_files("evaluate", dvc_yaml)
+    labelled = declared_files("sft", dvc_yaml).labelled
     rng = np.random.default_rng(0)
     items = [Item(i, f"s{i}", f"item {i % 5}") for i in range(24)]
     users = [
         UserSequence(u, f"u{u}", tuple(rng.permutation(24)[:6].tolist())) for u in range(num_users)
     ]
-    write_items(folder / "data/download/items.jsonl", items)
-    write_users(folder / "data/download/users.jsonl", users)
+    write_items(folder / files.dataset.items, items)
+    write_users(folder / files.dataset.users, users)
     codes = np.array([[i // 8, (i // 2) % 4, i % 2, 0] for i in range(24)], dtype=np.int64)
-    save_array(folder / "data/rqvae/codes.npy", codes)
+    save_array(folder / files.sids.codes, codes)
     write_item_interests(
-        folder / "data/label/items.jsonl",
+        folder / labelled.items,
         [ItemInterests(i, (Interest(f"interest {i % 3}", 0.9, positive=True),)) for i in range(24)],
     )
-    write_user_interests(folder / "data/mine/users.jsonl", [])
+    write_user_interests(folder / files.interests.users, [])
     baselines = {"valid": {"hr@1": 0.1, "ndcg@1": 0.1}, "test": {"hr@1": 0.2, "ndcg@1": 0.2}}
-    write_json(folder / "metrics/baselines.json", {"popularity": baselines})
+    write_json(folder / files.baseline_metrics, {"popularity": baselines})
 
     config = copy.deepcopy(params)
     config["sft"]["model_config"].update(hidden_size=16, num_hidden_layers=1, intermediate_size=32)
