@@ -79,17 +79,7 @@ def main() -> None:
             user_texts = [user_text(by_user.get(u.user_id)) for u in users]
         report[name] = {}
         for split in ("valid", "test"):
-            evaluation = evaluate_recommender(
-                recommender,
-                codes,
-                users,
-                split,
-                config.ks,
-                config.exclude_history,
-                config.num_beams,
-                config.batch_size,
-                user_texts,
-            )
+            evaluation = evaluate_recommender(recommender, codes, users, split, config, user_texts)
             report[name][split] = evaluation.to_dict()
             if split == "test":
                 ranks[name] = evaluation.result.ranks

@@ -48,7 +48,7 @@ from deepinterestgr.recommender.sft_data import (
     sample_users,
     user_text,
 )
-from deepinterestgr.recommender.sft_training import Selection, train_sft
+from deepinterestgr.recommender.sft_training import train_sft
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 DATASET = DatasetFiles(Path("data/download"))
@@ -102,27 +102,10 @@ def main() -> None:
 
     validate = None
     if config.selection.metric != "loss":
-        validate = validation_ranker(
-            encoder,
-            chosen,
-            tokenizer.pad_token_id,
-            int(config.selection.metric.split("@")[1]),
-            protocol.num_beams,
-            protocol.batch_size,
-            protocol.exclude_history,
-        )
+        k = int(config.selection.metric.split("@")[1])
+        validate = validation_ranker(encoder, chosen, tokenizer.pad_token_id, k, protocol)
     result = train_sft(
-        model,
-        tokenizer,
-        train,
-        valid,
-        config.trainer,
-        OUTPUT / "checkpoints",
-        LIVE,
-        base.seed,
-        Selection(config.selection.metric, config.selection.patience, validate),
-        config.max_minutes,
-        plain_head=config.backbone != "pretrained",
+        model, tokenizer, train, valid, config, base.seed, validate, OUTPUT / "checkpoints", LIVE
     )
     if result.is_main_process:
         with new_folder(OUTPUT / "model") as model_dir:  # swapped in whole once written
