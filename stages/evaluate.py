@@ -38,7 +38,7 @@ from deepinterestgr.common.io import (
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.evaluation.generative import evaluate_recommender, hr_by_k_rows
 from deepinterestgr.recommender.generative_model import load_recommender
-from deepinterestgr.recommender.sft_data import user_text
+from deepinterestgr.recommender.prompt import user_texts
 
 DATASET = DatasetFiles(Path("data/download"))
 CODES = Path("data/rqvae/codes.npy")
@@ -73,13 +73,12 @@ def main() -> None:
     test_metrics, ranks = {}, {}
     for name, folder in models.items():
         recommender = load_recommender(folder)
-        user_texts = None
-        if recommender.spec.task == "interests_history":
-            by_user = {row.user_id: row for row in read_user_interests(USER_INTERESTS)}
-            user_texts = [user_text(by_user.get(u.user_id)) for u in users]
+        texts = None
+        if recommender.spec.reads_user_text:
+            texts = user_texts(users, read_user_interests(USER_INTERESTS))
         report[name] = {}
         for split in ("valid", "test"):
-            evaluation = evaluate_recommender(recommender, codes, users, split, config, user_texts)
+            evaluation = evaluate_recommender(recommender, codes, users, split, config, texts)
             report[name][split] = evaluation.to_dict()
             if split == "test":
                 ranks[name] = evaluation.result.ranks

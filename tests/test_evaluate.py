@@ -24,7 +24,8 @@ from deepinterestgr.evaluation.generative import (
     hr_by_k_rows,
 )
 from deepinterestgr.recommender.constrained_decoding import BeamResult
-from deepinterestgr.recommender.generative_model import PromptSpec, Recommender
+from deepinterestgr.recommender.generative_model import Recommender
+from deepinterestgr.recommender.prompt import PromptSpec
 from deepinterestgr.recommender.sid_tokenizer import build_tokenizer
 from deepinterestgr.testing.stage_inputs import write_tiny_stage_folder
 

@@ -23,9 +23,9 @@ from deepinterestgr.recommender.grpo import (
     top_candidates,
     train_grpo,
 )
+from deepinterestgr.recommender.prompt import TASK_TOKENS
 from deepinterestgr.recommender.rewards import parse_completion, trl_reward_functions
 from deepinterestgr.recommender.sid_tokenizer import (
-    TASK_TOKENS,
     build_tokenizer,
     level_sizes_of,
     sid_token_ids,

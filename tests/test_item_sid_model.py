@@ -19,13 +19,13 @@ from deepinterestgr.evaluation.ranking import split_examples
 from deepinterestgr.items.semantic_ids import add_collision_suffix
 from deepinterestgr.recommender.constrained_decoding import SidPrefixTree, constrained_beam_search
 from deepinterestgr.recommender.generative_model import (
-    PromptSpec,
     build_item_model,
     build_token_model,
     load_recommender,
     save_recommender,
 )
 from deepinterestgr.recommender.item_sid_model import IGNORE
+from deepinterestgr.recommender.prompt import PromptSpec
 from deepinterestgr.recommender.sft_data import build_encoder
 from deepinterestgr.recommender.sft_training import train_sft
 from deepinterestgr.recommender.sid_tokenizer import build_tokenizer, level_sizes_of, sid_token_ids
@@ -202,7 +202,7 @@ def test_a_tiny_item_model_learns_a_hand_made_catalogue_through_trl(tmp_path, sf
     encoder = build_encoder(tokenizer, sid, spec, [""] * len(codes), [""] * len(users))
     train = encoder.sequence_examples(users, "history")
     protocol = EvaluateParams(ks=(10,), exclude_history=True, num_beams=10, batch_size=64)
-    validate = validation_ranker(encoder, users[:30], tokenizer.pad_token_id, 10, protocol)
+    validate = validation_ranker(encoder.prompts, users[:30], tokenizer.pad_token_id, 10, protocol)
     config = sft_params(
         {"num_train_epochs": 25, "per_device_train_batch_size": 16, "learning_rate": 1e-2,
          "eval_strategy": "epoch", "save_strategy": "epoch", "logging_strategy": "epoch",
@@ -220,7 +220,8 @@ def test_a_tiny_item_model_learns_a_hand_made_catalogue_through_trl(tmp_path, sf
     assert max(row["ndcg@10"] for row in result.evaluations) == result.best_metric
 
     test = split_examples(users, "test")
-    prompts = [encoder.prompt(u.user_id, h) for u, h in zip(users, test.histories, strict=True)]
+    writer = encoder.prompts
+    prompts = [writer.prompt(u.user_id, h) for u, h in zip(users, test.histories, strict=True)]
     beams = constrained_beam_search(
         result.model, prompts, SidPrefixTree.from_codes(sid), 10, tokenizer.pad_token_id,
         exclude=test.histories,

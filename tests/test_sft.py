@@ -10,15 +10,14 @@ import torch
 from deepinterestgr.common.io import Interest, Item, ItemInterests, UserSequence
 from deepinterestgr.common.params import load
 from deepinterestgr.recommender.generative_model import (
-    PromptSpec,
     build_pretrained_lora_model,
     build_token_model,
     load_recommender,
     save_recommender,
 )
+from deepinterestgr.recommender.prompt import TASKS, PromptSpec, PromptWriter
 from deepinterestgr.recommender.sft_data import (
     IGNORE,
-    TASKS,
     SftEncoder,
     SftExample,
     build_encoder,
@@ -43,15 +42,14 @@ SEP, EOS = 7, 8
 
 
 def encoder(max_history: int, task: str = "history") -> SftEncoder:
-    return SftEncoder(
+    writer = PromptWriter(
         sid_ids=SIDS,
         task_ids=TASK_IDS,
         sep_id=SEP,
-        eos_id=EOS,
         spec=PromptSpec(task, max_history, 8),
-        item_text_ids=[[50, 51], [], *([[52]] * 8)],
         user_text_ids=[[60, 61]],
     )
+    return SftEncoder(prompts=writer, eos_id=EOS, item_text_ids=[[50, 51], [], *([[52]] * 8)])
 
 
 def sid(item: int) -> list[int]:
@@ -78,7 +76,7 @@ def test_interest_history_examples_and_prompts_carry_the_user_text():
     (example,) = coder.sequence_examples([user], "interests_history")
     assert example.input_ids == [TASK_IDS["interests_history"], 60, 61, SEP, *sid(1), *sid(2)]
     assert example.labels == [IGNORE] * 6 + sid(2)
-    assert coder.prompt(0, user.test_history) == [3, 60, 61, SEP, *sid(1), *sid(2), *sid(6)]
+    assert coder.prompts.prompt(0, user.test_history) == [3, 60, 61, SEP, *sid(1), *sid(2), *sid(6)]
 
 
 def test_validation_examples_take_loss_on_the_validation_target_only():

@@ -30,7 +30,7 @@ from deepinterestgr.evaluation.metrics import ranking_metrics, target_ranks
 from deepinterestgr.evaluation.ranking import EvaluationResult, Split, split_examples
 from deepinterestgr.recommender.constrained_decoding import BeamResult, SidPrefixTree, rank_items
 from deepinterestgr.recommender.generative_model import Recommender
-from deepinterestgr.recommender.sft_data import SftEncoder, build_encoder
+from deepinterestgr.recommender.prompt import PromptWriter, prompt_writer
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 logger = logging.getLogger(__name__)
@@ -133,13 +133,9 @@ def recommend(
     """
     model, tokenizer, spec = recommender
     sid_ids = sid_token_ids(tokenizer, codes)
-    if user_texts is None:
-        if spec.task != "history":
-            raise ValueError(f"prompt task '{spec.task}' needs user interest texts")
-        user_texts = [""] * (max(user_ids, default=-1) + 1)
-    encoder = build_encoder(tokenizer, sid_ids, spec, [""] * len(codes), user_texts)
+    writer = prompt_writer(tokenizer, sid_ids, spec, user_texts)
     tree = SidPrefixTree.from_codes(sid_ids)
-    prompts = [encoder.prompt(u, h) for u, h in zip(user_ids, histories, strict=True)]
+    prompts = [writer.prompt(u, h) for u, h in zip(user_ids, histories, strict=True)]
     return rank_items(
         model,
         prompts,
@@ -153,7 +149,7 @@ def recommend(
 
 
 def validation_ranker(
-    encoder: SftEncoder,
+    writer: PromptWriter,
     users: Sequence[UserSequence],
     pad_token_id: int,
     k: int,
@@ -162,13 +158,13 @@ def validation_ranker(
     """A function ``model -> {"hr@k": .., "ndcg@k": ..}`` on the validation targets of
     ``users``, under the evaluation ``protocol`` (constrained beam search over the full
     catalogue: its beams, batch size and history exclusion), for model selection during
-    training. Prompts are written once, by ``encoder``."""
+    training. Prompts are written once, by ``writer``."""
     num_beams = protocol.num_beams
     if num_beams < k:
         raise ValueError(f"num_beams ({num_beams}) must be at least the selection K ({k})")
     held_out = split_examples(users, "valid")
-    prompts = [encoder.prompt(u.user_id, h) for u, h in zip(users, held_out.histories, strict=True)]
-    tree = SidPrefixTree.from_codes(encoder.sid_ids)
+    prompts = [writer.prompt(u.user_id, h) for u, h in zip(users, held_out.histories, strict=True)]
+    tree = SidPrefixTree.from_codes(writer.sid_ids)
     exclude = held_out.histories if protocol.exclude_history else None
 
     def rank(model: torch.nn.Module) -> dict[str, float]:

@@ -43,9 +43,8 @@ class RLPrompt(NamedTuple):
     """One GRPO prompt: model input, the SID string it should write, ``q_target``, exclusions.
 
     ``prompt_ids`` are token ids exactly as the recommender reads them at inference
-    (:meth:`deepinterestgr.recommender.sft_data.SftEncoder.prompt`); ``exclude`` holds item ids the
-    beams
-    may not return (the user's history, as in evaluation).
+    (:meth:`deepinterestgr.recommender.prompt.PromptWriter.prompt`); ``exclude`` holds item ids
+    the beams may not return (the user's history, as in evaluation).
     """
 
     prompt_ids: tuple[int, ...]
