@@ -189,6 +189,7 @@ def _params_with(tmp_path: Path, section: str, **changes) -> Path:
         ),
         ("grpo", {"trainer__learning_rate": "1e-4"}, "grpo.trainer.learning_rate: '1e-4' is not"),
         ("grpo", {"trainer__seed": 1}, "grpo.trainer.seed: set by the training code from base"),
+        ("grpo", {"trainer": {"learning_rate": 1.0e-4}}, "grpo.trainer.num_generations: missing"),
         ("grpo", {"trainer__loss_type": "ppo"}, "grpo.trainer.loss_type: 'ppo' is not one of"),
         ("sft", {"trainer__report_to": "wandb"}, "sft.trainer.report_to: set by the training"),
     ],
