@@ -29,7 +29,7 @@ from deepinterestgr.recommender.constrained_decoding import (
     prefix_allowed_tokens_fn,
 )
 from deepinterestgr.recommender.generative_model import load_recommender
-from deepinterestgr.recommender.sft_data import build_encoder
+from deepinterestgr.recommender.prompt import prompt_writer
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 
@@ -74,7 +74,7 @@ def main() -> None:
 
     files = declared_files("evaluate", args.work / "dvc.yaml")
     model, tokenizer, spec = load_recommender(args.work / files.sft.model)
-    if spec.task != "history":
+    if spec.reads_user_text:
         raise SystemExit(
             "the benchmark builds history-only prompts; retrain with inference_task history"
         )
@@ -82,8 +82,8 @@ def main() -> None:
     codes = load_array(args.work / files.sids.codes)
     sid_ids = sid_token_ids(tokenizer, codes)
     tree = SidPrefixTree.from_codes(sid_ids)
-    encoder = build_encoder(tokenizer, sid_ids, spec, [""] * len(codes), [""] * len(users))
-    prompts = [encoder.prompt(u.user_id, u.test_history) for u in users]
+    writer = prompt_writer(tokenizer, sid_ids, spec, None)
+    prompts = [writer.prompt(u.user_id, u.test_history) for u in users]
     batches = [prompts[i : i + args.batch_size] for i in range(0, len(prompts), args.batch_size)]
 
     timings, ranked = {}, {}

@@ -40,7 +40,8 @@ from deepinterestgr.common.io import (
     read_items,
     read_users,
 )
-from deepinterestgr.recommender.generative_model import PromptSpec, build_backbone
+from deepinterestgr.recommender.generative_model import build_backbone
+from deepinterestgr.recommender.prompt import PromptSpec
 from deepinterestgr.recommender.sft_data import IGNORE, SftExample, build_encoder, item_text
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 from deepinterestgr.recommender.trainer_hooks import add_plain_lm_head

@@ -23,7 +23,7 @@ overrides=(
   -S sft.trainer.num_train_epochs=30 -S sft.trainer.per_device_train_batch_size=128
   -S sft.trainer.learning_rate=0.002 -S sft.trainer.weight_decay=0.0
   -S sft.trainer.warmup_steps=0.02
-  -S grpo.max_prompts=0 -S grpo.epochs=1 -S grpo.max_minutes=20
+  -S grpo.max_prompts=0 -S grpo.trainer.num_train_epochs=1 -S grpo.max_minutes=20
   -S evaluate.batch_size=256
 )
 if [[ "${QUEUE:-0}" == 1 ]]; then

@@ -40,7 +40,7 @@ from deepinterestgr.items.explain import (
 from deepinterestgr.items.semantic_ids import format_sid
 from deepinterestgr.items.text_encoder import encode_texts
 from deepinterestgr.recommender.generative_model import load_recommender
-from deepinterestgr.recommender.sft_data import user_text
+from deepinterestgr.recommender.prompt import user_text
 
 EVALUATED = declared_files("evaluate")
 DATASET = EVALUATED.dataset
@@ -74,7 +74,7 @@ def main() -> None:
     history = user.test_history
     interests_row = user_interests.get(user.user_id)
     texts = None
-    if recommender.spec.task == "interests_history":
+    if recommender.spec.reads_user_text:
         texts = [""] * len(users)
         texts[user.user_id] = user_text(interests_row)
     evaluate = params.load("evaluate")

@@ -34,7 +34,7 @@ from deepinterestgr.common.io import (
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.evaluation.generative import evaluate_recommender, hr_by_k_rows
 from deepinterestgr.recommender.generative_model import load_recommender
-from deepinterestgr.recommender.sft_data import user_text
+from deepinterestgr.recommender.prompt import user_texts
 
 FILES = command_line_files("evaluate")  # paths from the command in dvc.yaml
 
@@ -62,23 +62,12 @@ def main() -> None:
     test_metrics, ranks = {}, {}
     for name, folder in models.items():
         recommender = load_recommender(folder)
-        user_texts = None
-        if recommender.spec.task == "interests_history":
-            by_user = {row.user_id: row for row in read_user_interests(FILES.interests.users)}
-            user_texts = [user_text(by_user.get(u.user_id)) for u in users]
+        texts = None
+        if recommender.spec.reads_user_text:
+            texts = user_texts(users, read_user_interests(FILES.interests.users))
         report[name] = {}
         for split in ("valid", "test"):
-            evaluation = evaluate_recommender(
-                recommender,
-                codes,
-                users,
-                split,
-                config.ks,
-                config.exclude_history,
-                config.num_beams,
-                config.batch_size,
-                user_texts,
-            )
+            evaluation = evaluate_recommender(recommender, codes, users, split, config, texts)
             report[name][split] = evaluation.to_dict()
             if split == "test":
                 ranks[name] = evaluation.result.ranks

@@ -31,8 +31,8 @@ from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.recommender.constrained_decoding import SidPrefixTree
 from deepinterestgr.recommender.generative_model import load_recommender, save_recommender
 from deepinterestgr.recommender.grpo import build_rollout, curve_summary, rl_prompts, train_grpo
+from deepinterestgr.recommender.prompt import prompt_writer, user_texts
 from deepinterestgr.recommender.rewards import trl_reward_functions
-from deepinterestgr.recommender.sft_data import build_encoder, user_text
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 FILES = command_line_files("grpo")  # paths from the command in dvc.yaml
@@ -55,14 +55,12 @@ def main() -> None:
             f"{FILES.labelled.quality}: shape {quality.shape}, "
             f"expected ({len(codes)},) as {FILES.sids.codes}"
         )
-    by_user = {}
-    if spec.task == "interests_history":
-        by_user = {u.user_id: u for u in read_user_interests(FILES.interests.users)}
-    user_texts = [user_text(by_user.get(u.user_id)) for u in users]
+    texts = None
+    if spec.reads_user_text:
+        texts = user_texts(users, read_user_interests(FILES.interests.users))
     sid_ids = sid_token_ids(tokenizer, codes)
-    # Only prompts are written here: item texts (alignment tasks) are not needed.
-    encoder = build_encoder(tokenizer, sid_ids, spec, [""] * len(codes), user_texts)
-    made = rl_prompts(users, encoder.prompt, codes, quality, config.max_prompts, rng)
+    writer = prompt_writer(tokenizer, sid_ids, spec, texts)
+    made = rl_prompts(users, writer.prompt, codes, quality, config.max_prompts, rng)
     logging.info(
         "%s prompts from %s users (%s skipped: target in history, %s: too short)",
         f"{len(made.prompts):,}",

@@ -38,16 +38,10 @@ from deepinterestgr.common.io import (
 )
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.evaluation.generative import validation_ranker
-from deepinterestgr.recommender.generative_model import PromptSpec, build_backbone, save_recommender
-from deepinterestgr.recommender.sft_data import (
-    TASKS,
-    build_encoder,
-    item_text,
-    mix_tasks,
-    sample_users,
-    user_text,
-)
-from deepinterestgr.recommender.sft_training import Selection, train_sft
+from deepinterestgr.recommender.generative_model import build_backbone, save_recommender
+from deepinterestgr.recommender.prompt import TASKS, PromptSpec, user_texts
+from deepinterestgr.recommender.sft_data import build_encoder, item_text, mix_tasks, sample_users
+from deepinterestgr.recommender.sft_training import train_sft
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 FILES = command_line_files("sft")  # paths from the command in dvc.yaml
@@ -67,23 +61,23 @@ def main() -> None:
     interests = align_item_interests(
         read_item_interests(FILES.labelled.items), len(items), FILES.labelled.items
     )
-    by_user = {row.user_id: row for row in read_user_interests(FILES.interests.users)}
+    user_rows = read_user_interests(FILES.interests.users)
     item_texts = [
         item_text(i, r, config.title_in_alignment) for i, r in zip(items, interests, strict=True)
     ]
-    user_texts = [user_text(by_user.get(u.user_id)) for u in users]
+    texts = user_texts(users, user_rows)
     logging.info(
         "read %s items, %s users, %s user interest rows, SIDs %s",
         f"{len(items):,}",
         f"{len(users):,}",
-        f"{len(by_user):,}",
+        f"{len(user_rows):,}",
         codes.shape,
     )
 
-    model, tokenizer = build_backbone(config, codes, item_texts + user_texts)
+    model, tokenizer = build_backbone(config, codes, item_texts + texts)
     spec = PromptSpec(config.inference_task, config.max_history, config.max_text_tokens)
     sid_ids = sid_token_ids(tokenizer, codes)
-    encoder = build_encoder(tokenizer, sid_ids, spec, item_texts, user_texts)
+    encoder = build_encoder(tokenizer, sid_ids, spec, item_texts, texts)
     weights = config.task_weights
     train = mix_tasks(
         {t: encoder.task_examples(users, t) for t in TASKS if weights.get(t, 0) > 0}, weights, rng
@@ -94,27 +88,18 @@ def main() -> None:
 
     validate = None
     if config.selection.metric != "loss":
-        validate = validation_ranker(
-            encoder,
-            chosen,
-            tokenizer.pad_token_id,
-            int(config.selection.metric.split("@")[1]),
-            protocol.num_beams,
-            protocol.batch_size,
-            protocol.exclude_history,
-        )
+        k = int(config.selection.metric.split("@")[1])
+        validate = validation_ranker(encoder.prompts, chosen, tokenizer.pad_token_id, k, protocol)
     result = train_sft(
         model,
         tokenizer,
         train,
         valid,
-        config.trainer,
+        config,
+        base.seed,
+        validate,
         FILES.recommender.checkpoints,
         FILES.live,
-        base.seed,
-        Selection(config.selection.metric, config.selection.patience, validate),
-        config.max_minutes,
-        plain_head=config.backbone != "pretrained",
     )
     if result.is_main_process:
         with new_folder(FILES.recommender.model) as model_dir:  # swapped in whole once written

@@ -171,8 +171,27 @@ def _params_with(tmp_path: Path, section: str, **changes) -> Path:
             {"backbone": "pretrained"},
             "sft.pretrained_path: null, but backbone is pretrained",
         ),
-        ("grpo", {"num_generations": 1}, "grpo.num_generations: 1 is below the minimum 2"),
-        ("grpo", {"max_steps": 0}, "grpo.max_steps: 0 must be -1 (epochs decide) or positive"),
+        (
+            "grpo",
+            {"trainer__num_generations": 1},
+            "grpo.trainer.num_generations: 1 is below the minimum 2",
+        ),
+        (
+            "grpo",
+            {"trainer__max_steps": 0},
+            "grpo.trainer.max_steps: 0 must be -1 (epochs decide) or positive",
+        ),
+        (
+            "grpo",
+            {"trainer__per_device_train_batch_size": 60},
+            "grpo.trainer.per_device_train_batch_size: 60 is not a multiple of "
+            "trainer.num_generations 8",
+        ),
+        ("grpo", {"trainer__learning_rate": "1e-4"}, "grpo.trainer.learning_rate: '1e-4' is not"),
+        ("grpo", {"trainer__seed": 1}, "grpo.trainer.seed: set by the training code from base"),
+        ("grpo", {"trainer": {"learning_rate": 1.0e-4}}, "grpo.trainer.num_generations: missing"),
+        ("grpo", {"trainer__loss_type": "ppo"}, "grpo.trainer.loss_type: 'ppo' is not one of"),
+        ("sft", {"trainer__report_to": "wandb"}, "sft.trainer.report_to: set by the training"),
     ],
 )
 def test_load_all_checks_ranges_and_cross_field_rules(tmp_path, section, changes, message):

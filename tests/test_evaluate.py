@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -15,13 +16,15 @@ import torch
 from torch import nn
 
 from deepinterestgr.common.io import UserSequence
+from deepinterestgr.common.params import EvaluateParams
 from deepinterestgr.evaluation.generative import (
     decoding_checks,
     evaluate_recommender,
     hr_by_k_rows,
 )
 from deepinterestgr.recommender.constrained_decoding import BeamResult
-from deepinterestgr.recommender.generative_model import PromptSpec, Recommender
+from deepinterestgr.recommender.generative_model import Recommender
+from deepinterestgr.recommender.prompt import PromptSpec
 from deepinterestgr.recommender.sid_tokenizer import build_tokenizer
 from deepinterestgr.testing.stage_inputs import stage_command, write_tiny_stage_folder
 
@@ -69,14 +72,16 @@ USERS = [
 
 def test_metrics_of_a_hand_built_ranker():
     recommender = hand_built_recommender()
-    full = evaluate_recommender(recommender, CODES, USERS, "test", (1, 3), False, 4, 2)
+    protocol = EvaluateParams(ks=(1, 3), exclude_history=False, num_beams=4, batch_size=2)
+    full = evaluate_recommender(recommender, CODES, USERS, "test", protocol)
     assert full.result.ranks.tolist() == [0, 2, -1]  # rank 3 is outside the top max(ks)
     assert full.result.metrics == pytest.approx(
         {"hr@1": 1 / 3, "ndcg@1": 1 / 3, "hr@3": 2 / 3, "ndcg@3": (1 + 0.5) / 3}
     )
     assert full.checks._asdict() == {"invalid": 0, "duplicates": 0, "missing": 0}
 
-    unseen = evaluate_recommender(recommender, CODES, USERS, "test", (1, 3), True, 4, 2)
+    unseen_protocol = dataclasses.replace(protocol, exclude_history=True)
+    unseen = evaluate_recommender(recommender, CODES, USERS, "test", unseen_protocol)
     assert unseen.result.ranks.tolist() == [0, 1, 1]
     assert unseen.result.metrics["ndcg@3"] == pytest.approx((1 + 2 / math.log2(3)) / 3)
     # Each user has 4 - |distinct history| unseen items left for 4 beams.

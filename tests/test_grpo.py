@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from deepinterestgr.common.io import UserSequence
-from deepinterestgr.common.params import GrpoParams, GrpoRewardWeights
+from deepinterestgr.common.params import GrpoParams, RewardWeights, load
 from deepinterestgr.items.semantic_ids import format_sid
 from deepinterestgr.recommender.constrained_decoding import SidPrefixTree
 from deepinterestgr.recommender.generative_model import build_item_model, build_token_model
@@ -16,17 +18,20 @@ from deepinterestgr.recommender.grpo import (
     RLPrompt,
     build_rollout,
     curve_summary,
+    grpo_config,
     rl_prompts,
     top_candidates,
     train_grpo,
 )
+from deepinterestgr.recommender.prompt import TASK_TOKENS
 from deepinterestgr.recommender.rewards import parse_completion, trl_reward_functions
 from deepinterestgr.recommender.sid_tokenizer import (
-    TASK_TOKENS,
     build_tokenizer,
     level_sizes_of,
     sid_token_ids,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # 19 items: 3 RQ levels of sizes 3, 3, 2 and one collision (item 18 shares item 0's codes).
 CODES = np.array(
@@ -86,20 +91,22 @@ def users():
     return [UserSequence(u, f"u{u}", items) for u, items in enumerate(sequences)]
 
 
+# The project's trainer settings, with a tiny run's batch, rate and length.
 CONFIG = GrpoParams(
-    num_generations=G,
-    prompts_per_step=2,
     max_prompts=0,
-    learning_rate=1e-2,
-    epochs=1.0,
-    max_steps=1,
     max_minutes=5.0,
-    beta=0.01,
-    epsilon=0.2,
-    loss_type="grpo",
-    weights=GrpoRewardWeights(exact=1.0, valid=0.1, prefix=0.1, quality=0.5, rank=0.1),
+    weights=RewardWeights(exact=1.0, valid=0.1, prefix=0.1, quality=0.5, rank=0.1),
     lora={},
-    logging_steps=1,
+    trainer={
+        **load("grpo", ROOT / "params.yaml").trainer,
+        "num_generations": G,
+        "per_device_train_batch_size": 2 * G,
+        "learning_rate": 1e-2,
+        "num_train_epochs": 1.0,
+        "max_steps": 1,
+        "beta": 0.01,
+        "disable_tqdm": True,
+    },
 )
 
 
@@ -187,3 +194,19 @@ def test_one_grpo_step_changes_every_parameter(tokenizer, tree, tmp_path, backbo
     curves = tmp_path / "live" / "plots" / "metrics" / "train"
     for key in ("loss", "kl", "reward", "rewards/exact/mean", "rewards/quality/mean"):
         assert (curves / f"{key}.tsv").read_text().startswith("step\t"), key
+
+
+def test_the_grpo_config_carries_the_params_yaml_values_as_written(tmp_path):
+    config = load("grpo", ROOT / "params.yaml")
+    args = grpo_config(config, 7, tmp_path)
+    for key, value in config.trainer.items():
+        assert getattr(args, key) == value, key
+    # Worked by hand from params.yaml: 8 prompts of G = 8 beams per step, two passes, TRL's
+    # own KL and clip settings, and the reward weights in TERMS order.
+    assert (args.num_generations, args.per_device_train_batch_size) == (8, 64)
+    assert (args.learning_rate, args.num_train_epochs, args.max_steps) == (1e-4, 2.0, -1)
+    assert (args.beta, args.epsilon, args.loss_type, args.scale_rewards) == (
+        1e-3, 0.2, "grpo", "group"
+    )  # fmt: skip
+    assert args.reward_weights == [1.0, 0.1, 0.1, 0.5, 0.0]
+    assert (args.seed, args.data_seed, args.report_to) == (7, 7, [])

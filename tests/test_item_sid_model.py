@@ -12,21 +12,22 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from deepinterestgr.common.io import UserSequence
+from deepinterestgr.common.params import EvaluateParams
 from deepinterestgr.evaluation.generative import validation_ranker
 from deepinterestgr.evaluation.metrics import ranking_metrics, target_ranks
 from deepinterestgr.evaluation.ranking import split_examples
 from deepinterestgr.items.semantic_ids import add_collision_suffix
 from deepinterestgr.recommender.constrained_decoding import SidPrefixTree, constrained_beam_search
 from deepinterestgr.recommender.generative_model import (
-    PromptSpec,
     build_item_model,
     build_token_model,
     load_recommender,
     save_recommender,
 )
 from deepinterestgr.recommender.item_sid_model import IGNORE
+from deepinterestgr.recommender.prompt import PromptSpec
 from deepinterestgr.recommender.sft_data import build_encoder
-from deepinterestgr.recommender.sft_training import Selection, train_sft
+from deepinterestgr.recommender.sft_training import train_sft
 from deepinterestgr.recommender.sid_tokenizer import build_tokenizer, level_sizes_of, sid_token_ids
 from deepinterestgr.recommender.trainer_hooks import add_plain_lm_head
 
@@ -192,7 +193,7 @@ def successor_catalogue():
 
 
 @pytest.mark.slow
-def test_a_tiny_item_model_learns_a_hand_made_catalogue_through_trl(tmp_path):
+def test_a_tiny_item_model_learns_a_hand_made_catalogue_through_trl(tmp_path, sft_params):
     codes, users = successor_catalogue()
     model, tokenizer, sid = tiny(texts=(), codes=codes, max_items=9)
     model.train()
@@ -200,15 +201,18 @@ def test_a_tiny_item_model_learns_a_hand_made_catalogue_through_trl(tmp_path):
     spec = PromptSpec("history", 8, 8)
     encoder = build_encoder(tokenizer, sid, spec, [""] * len(codes), [""] * len(users))
     train = encoder.sequence_examples(users, "history")
-    validate = validation_ranker(encoder, users[:30], tokenizer.pad_token_id, 10, 10, 64, True)
-    result = train_sft(
-        model, tokenizer, train, encoder.validation_examples(users[:30]),
+    protocol = EvaluateParams(ks=(10,), exclude_history=True, num_beams=10, batch_size=64)
+    validate = validation_ranker(encoder.prompts, users[:30], tokenizer.pad_token_id, 10, protocol)
+    config = sft_params(
         {"num_train_epochs": 25, "per_device_train_batch_size": 16, "learning_rate": 1e-2,
          "eval_strategy": "epoch", "save_strategy": "epoch", "logging_strategy": "epoch",
          "disable_tqdm": True, "bf16": False, "weight_decay": 0.0,
          "activation_checkpointing": False},
-        tmp_path / "checkpoints", tmp_path / "live", seed=0,
-        selection=Selection("ndcg@10", 30, validate), max_minutes=10.0,
+        metric="ndcg@10", patience=30, backbone="item",
+    )  # fmt: skip
+    result = train_sft(
+        model, tokenizer, train, encoder.validation_examples(users[:30]), config, 0, validate,
+        tmp_path / "checkpoints", tmp_path / "live",
     )  # fmt: skip
     assert result.log_prob_head == "model"
     unchanged = [n for n, p in result.model.named_parameters() if torch.equal(p, before[n])]
@@ -216,7 +220,8 @@ def test_a_tiny_item_model_learns_a_hand_made_catalogue_through_trl(tmp_path):
     assert max(row["ndcg@10"] for row in result.evaluations) == result.best_metric
 
     test = split_examples(users, "test")
-    prompts = [encoder.prompt(u.user_id, h) for u, h in zip(users, test.histories, strict=True)]
+    writer = encoder.prompts
+    prompts = [writer.prompt(u.user_id, h) for u, h in zip(users, test.histories, strict=True)]
     beams = constrained_beam_search(
         result.model, prompts, SidPrefixTree.from_codes(sid), 10, tokenizer.pad_token_id,
         exclude=test.histories,

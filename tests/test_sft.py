@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from deepinterestgr.common.io import Interest, Item, ItemInterests, UserSequence
+from deepinterestgr.common.params import load
 from deepinterestgr.recommender.generative_model import (
-    PromptSpec,
     build_pretrained_lora_model,
     build_token_model,
     load_recommender,
     save_recommender,
 )
+from deepinterestgr.recommender.prompt import TASKS, PromptSpec, PromptWriter
 from deepinterestgr.recommender.sft_data import (
     IGNORE,
-    TASKS,
     SftEncoder,
     SftExample,
     build_encoder,
@@ -23,13 +25,15 @@ from deepinterestgr.recommender.sft_data import (
     mix_tasks,
     sample_users,
 )
-from deepinterestgr.recommender.sft_training import Selection, train_sft
+from deepinterestgr.recommender.sft_training import sft_config, train_sft
 from deepinterestgr.recommender.sid_tokenizer import (
     build_tokenizer,
     extend_pretrained_tokenizer,
     level_sizes_of,
     sid_token_ids,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Item i's SID tokens are (100 + i, 200 + i): two tokens per item keep the hand checks short.
 SIDS = np.array([[100 + i, 200 + i] for i in range(10)], dtype=np.int64)
@@ -38,15 +42,14 @@ SEP, EOS = 7, 8
 
 
 def encoder(max_history: int, task: str = "history") -> SftEncoder:
-    return SftEncoder(
+    writer = PromptWriter(
         sid_ids=SIDS,
         task_ids=TASK_IDS,
         sep_id=SEP,
-        eos_id=EOS,
         spec=PromptSpec(task, max_history, 8),
-        item_text_ids=[[50, 51], [], *([[52]] * 8)],
         user_text_ids=[[60, 61]],
     )
+    return SftEncoder(prompts=writer, eos_id=EOS, item_text_ids=[[50, 51], [], *([[52]] * 8)])
 
 
 def sid(item: int) -> list[int]:
@@ -73,7 +76,7 @@ def test_interest_history_examples_and_prompts_carry_the_user_text():
     (example,) = coder.sequence_examples([user], "interests_history")
     assert example.input_ids == [TASK_IDS["interests_history"], 60, 61, SEP, *sid(1), *sid(2)]
     assert example.labels == [IGNORE] * 6 + sid(2)
-    assert coder.prompt(0, user.test_history) == [3, 60, 61, SEP, *sid(1), *sid(2), *sid(6)]
+    assert coder.prompts.prompt(0, user.test_history) == [3, 60, 61, SEP, *sid(1), *sid(2), *sid(6)]
 
 
 def test_validation_examples_take_loss_on_the_validation_target_only():
@@ -141,22 +144,20 @@ TINY_CONFIG = {
 }  # fmt: skip
 
 
-def test_training_moves_every_parameter_and_the_model_round_trips(tmp_path):
+def test_training_moves_every_parameter_and_the_model_round_trips(tmp_path, sft_params):
     torch.manual_seed(0)
     tokenizer, spec, train, valid = tiny_setup()
     model = build_token_model("llama", TINY_CONFIG, tokenizer)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    config = sft_params({
+        "max_steps": 4, "per_device_train_batch_size": 8, "learning_rate": 1e-2,
+        "eval_strategy": "steps", "save_strategy": "steps", "eval_steps": 2, "save_steps": 2,
+        "logging_steps": 1, "bf16": False, "disable_tqdm": True, "weight_decay": 0.0,
+        "activation_checkpointing": False,
+    })  # fmt: skip
     result = train_sft(
-        model, tokenizer, train, valid,
-        {
-            "max_steps": 4, "per_device_train_batch_size": 8, "learning_rate": 1e-2,
-            "eval_strategy": "steps", "save_strategy": "steps", "eval_steps": 2, "save_steps": 2,
-            "logging_steps": 1, "bf16": False, "disable_tqdm": True, "weight_decay": 0.0,
-            "activation_checkpointing": False,
-        },
-        tmp_path / "checkpoints", tmp_path / "live", seed=0,
-        selection=Selection("loss", 5, None), max_minutes=10.0,
-    )  # fmt: skip
+        model, tokenizer, train, valid, config, 0, None, tmp_path / "checkpoints", tmp_path / "live"
+    )
     assert result.steps == 4 and np.isfinite(result.best_metric)
     unchanged = [n for n, p in result.model.named_parameters() if torch.equal(p, before[n])]
     assert not unchanged, f"parameters not updated: {unchanged}"
@@ -175,23 +176,21 @@ def test_training_moves_every_parameter_and_the_model_round_trips(tmp_path):
         torch.testing.assert_close(loaded.model(ids).logits, result.model(ids).logits)
 
 
-def test_time_budget_stops_training_early(tmp_path):
+def test_time_budget_stops_training_early(tmp_path, sft_params):
     tokenizer, _, train, valid = tiny_setup()
     model = build_token_model("llama", TINY_CONFIG, tokenizer)
+    config = sft_params({
+        "max_steps": 1000, "per_device_train_batch_size": 8, "eval_strategy": "steps",
+        "save_strategy": "steps", "eval_steps": 500, "save_steps": 500, "bf16": False,
+        "disable_tqdm": True, "activation_checkpointing": False,
+    }, max_minutes=0.0)  # fmt: skip
     result = train_sft(
-        model, tokenizer, train, valid,
-        {
-            "max_steps": 1000, "per_device_train_batch_size": 8, "eval_strategy": "steps",
-            "save_strategy": "steps", "eval_steps": 500, "save_steps": 500, "bf16": False,
-            "disable_tqdm": True, "activation_checkpointing": False,
-        },
-        tmp_path / "checkpoints", tmp_path / "live", seed=0,
-        selection=Selection("loss", 5, None), max_minutes=0.0,
-    )  # fmt: skip
+        model, tokenizer, train, valid, config, 0, None, tmp_path / "checkpoints", tmp_path / "live"
+    )
     assert result.stopped_by_time and result.steps == 1 and np.isfinite(result.best_metric)
 
 
-def test_pretrained_backbone_gets_sid_tokens_and_lora_and_saves_merged(tmp_path):
+def test_pretrained_backbone_gets_sid_tokens_and_lora_and_saves_merged(tmp_path, sft_params):
     # A stand-in checkpoint: a tiny model and a words-only tokenizer without SID tokens.
     words = build_tokenizer([], ["salon manicure glow"], max_words=10, min_count=1)
     build_token_model("llama", TINY_CONFIG, words).save_pretrained(tmp_path / "base")
@@ -209,15 +208,28 @@ def test_pretrained_backbone_gets_sid_tokens_and_lora_and_saves_merged(tmp_path)
     spec = PromptSpec("history", 4, 8)
     coder = build_encoder(tokenizer, sid_token_ids(tokenizer, codes), spec, [""] * 12, [""] * 8)
     train, valid = coder.sequence_examples(users, "history"), coder.validation_examples(users)
-    result = train_sft(
-        model, tokenizer, train, valid,
+    config = sft_params(
         {"max_steps": 2, "per_device_train_batch_size": 4, "eval_strategy": "steps",
          "save_strategy": "steps", "eval_steps": 2, "save_steps": 2, "bf16": False,
          "disable_tqdm": True, "activation_checkpointing": False},
-        tmp_path / "checkpoints", tmp_path / "live", seed=0,
-        selection=Selection("loss", 5, None), max_minutes=10.0,
+        backbone="pretrained",
     )  # fmt: skip
+    result = train_sft(
+        model, tokenizer, train, valid, config, 0, None, tmp_path / "checkpoints", tmp_path / "live"
+    )
     save_recommender(tmp_path / "model", result.model, tokenizer, spec)
     loaded = load_recommender(tmp_path / "model")
     assert not any("lora" in name for name, _ in loaded.model.named_parameters())
     assert loaded.tokenizer.tokenize("<a_3><b_2><c_0>") == ["<a_3>", "<b_2>", "<c_0>"]
+
+
+def test_the_sft_config_carries_the_params_yaml_values_and_the_selection(tmp_path, sft_params):
+    trainer = load("sft", ROOT / "params.yaml").trainer
+    args = sft_config(sft_params(trainer, metric="ndcg@10"), 11, tmp_path)
+    for key, value in trainer.items():
+        assert getattr(args, key) == value, key
+    assert (args.num_train_epochs, args.learning_rate, args.seed) == (8, 3e-3, 11)
+    assert args.metric_for_best_model == "ndcg@10" and args.greater_is_better
+    assert args.load_best_model_at_end and args.save_total_limit == 1
+    by_loss = sft_config(sft_params(trainer, metric="loss"), 11, tmp_path)
+    assert by_loss.metric_for_best_model == "loss" and not by_loss.greater_is_better

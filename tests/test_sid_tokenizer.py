@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from deepinterestgr.recommender.prompt import TASK_TOKENS
 from deepinterestgr.recommender.sid_tokenizer import (
     SEP,
-    TASK_TOKENS,
     SidTokenizer,
     build_tokenizer,
     extend_pretrained_tokenizer,

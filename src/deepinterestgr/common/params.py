@@ -320,7 +320,9 @@ class SftParams:
 
 
 @dataclass(frozen=True)
-class GrpoRewardWeights:
+class RewardWeights:
+    """Weight of each term of the Interest-Aware Reward (deepinterestgr.recommender.rewards)."""
+
     exact: float  # weight of 1[candidate = target]
     valid: float  # lambda_valid: weight of 1[candidate is a catalogue SID]
     prefix: float  # lambda_pref: weight of LCP(candidate, target) / L over the RQ levels
@@ -330,19 +332,11 @@ class GrpoRewardWeights:
 
 @dataclass(frozen=True)
 class GrpoParams:
-    num_generations: int  # G: candidates per prompt = beams of the constrained beam search
-    prompts_per_step: int  # prompts per optimiser step (batch = prompts_per_step * G)
     max_prompts: int  # users drawn as RL prompts (0 = all)
-    learning_rate: float  # AdamW learning rate
-    epochs: float  # passes over the prompts
-    max_steps: int  # > 0 caps optimiser steps; -1 lets epochs decide
     max_minutes: float  # wall-clock training budget (minutes)
-    beta: float  # KL weight to the SFT (reference) model
-    epsilon: float  # PPO clip range of the probability ratio
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"]  # TRL's loss aggregation
-    weights: GrpoRewardWeights  # weight of each reward term
+    weights: RewardWeights  # weight of each reward term (TRL's reward_weights, in TERMS order)
     lora: dict[str, Any]  # peft.LoraConfig keys, used when sft.backbone is pretrained
-    logging_steps: int  # optimiser steps between logged (plotted) points
+    trainer: dict[str, Any]  # passed straight into trl.GRPOConfig (G, batch, lr, epochs, KL...)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -665,21 +659,54 @@ def _validate_sft(p: SftParams) -> Problems:
             yield f"task_weights.{task}", f"{weight!r} is negative"
     if not any(weight > 0 for weight in p.task_weights.values()):
         yield "task_weights", "no task has a positive weight: nothing to train on"
+    yield from _set_in_code(p.trainer, SFT_TRAINER_SET_IN_CODE)
+
+
+# Trainer-config keys the training code sets itself, from other params or from the machine; a
+# ``trainer`` section that sets one too would make TRL's config class fail on a duplicate keyword.
+SFT_TRAINER_SET_IN_CODE = {
+    "output_dir": "the stage's checkpoint folder",
+    "seed": "base.seed",
+    "data_seed": "base.seed",
+    "report_to": "DVCLive, through the shared callback",
+    "load_best_model_at_end": "sft.selection",
+    "metric_for_best_model": "sft.selection.metric",
+    "greater_is_better": "sft.selection.metric",
+    "save_only_model": "the checkpoint selection",
+    "save_total_limit": "the checkpoint selection",
+    "max_length": "sft.max_history (examples are built within the context)",
+    "dataloader_pin_memory": "whether a GPU is present",
+}
+GRPO_TRAINER_SET_IN_CODE = {
+    "output_dir": "a scratch folder (nothing is checkpointed)",
+    "seed": "base.seed",
+    "data_seed": "base.seed",
+    "report_to": "DVCLive, through the shared callback",
+    "reward_weights": "grpo.weights",
+    "use_cpu": "whether a GPU is present",
+    "dataloader_pin_memory": "whether a GPU is present",
+}
+GRPO_LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo")
+
+
+def _set_in_code(trainer: dict[str, Any], set_in_code: dict[str, str]) -> Problems:
+    for key in trainer.keys() & set_in_code.keys():
+        yield f"trainer.{key}", f"set by the training code from {set_in_code[key]}; remove it"
+
+
+def _trainer_numbers(trainer: dict[str, Any], keys: tuple[str, ...]) -> Problems:
+    """Keys the code relies on: present, and numbers (YAML reads ``1e-4`` as a string)."""
+    for key in keys:
+        value = trainer.get(key)
+        if key not in trainer:
+            yield f"trainer.{key}", "missing"
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            yield f"trainer.{key}", f"{value!r} is not a number (write 1.0e-4, not 1e-4)"
 
 
 def _validate_grpo(p: GrpoParams) -> Problems:
-    # A group of one has no spread: every advantage (R - mean) / std would be zero.
-    yield from _at_least(2, {"num_generations": p.num_generations})
-    yield from _at_least(
-        1, {"prompts_per_step": p.prompts_per_step, "logging_steps": p.logging_steps}
-    )
-    yield from _at_least(0, {"max_prompts": p.max_prompts, "beta": p.beta})
-    yield from _above(
-        0, {"learning_rate": p.learning_rate, "epochs": p.epochs, "max_minutes": p.max_minutes}
-    )
-    yield from _above(0, {"epsilon": p.epsilon})
-    if p.max_steps == 0 or p.max_steps < -1:
-        yield "max_steps", f"{p.max_steps} must be -1 (epochs decide) or positive"
+    yield from _at_least(0, {"max_prompts": p.max_prompts})
+    yield from _above(0, {"max_minutes": p.max_minutes})
     w = p.weights
     yield from _at_least(
         0,
@@ -691,6 +718,51 @@ def _validate_grpo(p: GrpoParams) -> Problems:
             "weights.rank": w.rank,
         },
     )
+    t = p.trainer
+    yield from _set_in_code(t, GRPO_TRAINER_SET_IN_CODE)
+    numbers = (
+        "num_generations",
+        "per_device_train_batch_size",
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "beta",
+        "epsilon",
+        "logging_steps",
+    )
+    missing_or_not_numbers = list(_trainer_numbers(t, numbers))
+    yield from missing_or_not_numbers
+    if missing_or_not_numbers:
+        return
+    # A group of one has no spread: every advantage (R - mean) / std would be zero.
+    yield from _at_least(2, {"trainer.num_generations": t["num_generations"]})
+    yield from _at_least(
+        1,
+        {
+            "trainer.per_device_train_batch_size": t["per_device_train_batch_size"],
+            "trainer.logging_steps": t["logging_steps"],
+        },
+    )
+    # The rollout answers each prompt's G copies with one beam search: a batch holds whole groups.
+    if t["num_generations"] >= 2 and t["per_device_train_batch_size"] % t["num_generations"]:
+        yield (
+            "trainer.per_device_train_batch_size",
+            f"{t['per_device_train_batch_size']} is not a multiple of "
+            f"trainer.num_generations {t['num_generations']} (whole groups per step)",
+        )
+    yield from _at_least(0, {"trainer.beta": t["beta"]})
+    yield from _above(
+        0,
+        {
+            "trainer.learning_rate": t["learning_rate"],
+            "trainer.num_train_epochs": t["num_train_epochs"],
+            "trainer.epsilon": t["epsilon"],
+        },
+    )
+    if t["max_steps"] == 0 or t["max_steps"] < -1:
+        yield "trainer.max_steps", f"{t['max_steps']} must be -1 (epochs decide) or positive"
+    if t.get("loss_type", "grpo") not in GRPO_LOSS_TYPES:
+        yield "trainer.loss_type", f"{t['loss_type']!r} is not one of {', '.join(GRPO_LOSS_TYPES)}"
 
 
 def _validate_evaluate(p: EvaluateParams) -> Problems:

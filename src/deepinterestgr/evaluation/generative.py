@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from deepinterestgr.common.io import UserSequence
+from deepinterestgr.common.params import EvaluateParams
 from deepinterestgr.evaluation.metrics import ranking_metrics, target_ranks
 from deepinterestgr.evaluation.ranking import EvaluationResult, Split, split_examples
 from deepinterestgr.recommender.constrained_decoding import BeamResult, SidPrefixTree, rank_items
 from deepinterestgr.recommender.generative_model import Recommender
-from deepinterestgr.recommender.sft_data import SftEncoder, build_encoder
+from deepinterestgr.recommender.prompt import PromptWriter, prompt_writer
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 logger = logging.getLogger(__name__)
@@ -71,19 +72,19 @@ def evaluate_recommender(
     codes: np.ndarray,
     users: Sequence[UserSequence],
     split: Split,
-    ks: Sequence[int],
-    exclude_history: bool,
-    num_beams: int,
-    batch_size: int,
+    protocol: EvaluateParams,
     user_texts: Sequence[str] | None = None,
 ) -> GenerativeEvaluation:
     """HR@K / NDCG@K of ``recommender`` on ``split`` with constrained beam search.
 
-    ``codes`` int ``[N, L+1]``: every item's SID codes. ``user_texts``: per user id, the
-    interest text its prompt needs when the recommender's prompt task is ``interests_history``.
+    ``codes`` int ``[N, L+1]``: every item's SID codes. ``protocol``: the cut-offs, the history
+    exclusion, the beams (the ranked list) and the users decoded together. ``user_texts``: per
+    user id, the interest text its prompt needs when the recommender's prompt task is
+    ``interests_history``.
     """
-    if num_beams < max(ks):
-        raise ValueError(f"num_beams ({num_beams}) must be at least max(ks) ({max(ks)})")
+    ks = protocol.ks
+    if protocol.num_beams < max(ks):
+        raise ValueError(f"num_beams ({protocol.num_beams}) must be at least max(ks) ({max(ks)})")
     examples = split_examples(users, split)
     start = time.perf_counter()
     beams = recommend(
@@ -91,21 +92,15 @@ def evaluate_recommender(
         codes,
         [user.user_id for user in users],
         examples.histories,
-        num_beams,
-        batch_size,
+        protocol.num_beams,
+        protocol.batch_size,
         user_texts,
-        exclude_history,
+        protocol.exclude_history,
         progress=f"decode {split}",
     )
     elapsed = time.perf_counter() - start
     ranks = target_ranks(beams.item_ids.numpy()[:, : max(ks)], examples.targets)
-    result = EvaluationResult(
-        split=split,
-        metrics=ranking_metrics(ranks, ks),
-        num_users=len(users),
-        exclude_history=exclude_history,
-        ranks=ranks,
-    )
+    result = EvaluationResult.from_ranks(split, ranks, ks, protocol.exclude_history)
     checks = decoding_checks(beams, sid_token_ids(recommender.tokenizer, codes))
     logger.info(
         "%s: %s users in %.1f s (%.0f users/s), %s; %s",
@@ -138,13 +133,9 @@ def recommend(
     """
     model, tokenizer, spec = recommender
     sid_ids = sid_token_ids(tokenizer, codes)
-    if user_texts is None:
-        if spec.task != "history":
-            raise ValueError(f"prompt task '{spec.task}' needs user interest texts")
-        user_texts = [""] * (max(user_ids, default=-1) + 1)
-    encoder = build_encoder(tokenizer, sid_ids, spec, [""] * len(codes), user_texts)
+    writer = prompt_writer(tokenizer, sid_ids, spec, user_texts)
     tree = SidPrefixTree.from_codes(sid_ids)
-    prompts = [encoder.prompt(u, h) for u, h in zip(user_ids, histories, strict=True)]
+    prompts = [writer.prompt(u, h) for u, h in zip(user_ids, histories, strict=True)]
     return rank_items(
         model,
         prompts,
@@ -158,26 +149,28 @@ def recommend(
 
 
 def validation_ranker(
-    encoder: SftEncoder,
+    writer: PromptWriter,
     users: Sequence[UserSequence],
     pad_token_id: int,
     k: int,
-    num_beams: int,
-    batch_size: int,
-    exclude_history: bool,
+    protocol: EvaluateParams,
 ) -> Callable[[torch.nn.Module], dict[str, float]]:
     """A function ``model -> {"hr@k": .., "ndcg@k": ..}`` on the validation targets of
-    ``users``, under the evaluation protocol (constrained beam search over the full catalogue),
-    for model selection during training. Prompts are written once, by ``encoder``."""
+    ``users``, under the evaluation ``protocol`` (constrained beam search over the full
+    catalogue: its beams, batch size and history exclusion), for model selection during
+    training. Prompts are written once, by ``writer``."""
+    num_beams = protocol.num_beams
     if num_beams < k:
         raise ValueError(f"num_beams ({num_beams}) must be at least the selection K ({k})")
     held_out = split_examples(users, "valid")
-    prompts = [encoder.prompt(u.user_id, h) for u, h in zip(users, held_out.histories, strict=True)]
-    tree = SidPrefixTree.from_codes(encoder.sid_ids)
-    exclude = held_out.histories if exclude_history else None
+    prompts = [writer.prompt(u.user_id, h) for u, h in zip(users, held_out.histories, strict=True)]
+    tree = SidPrefixTree.from_codes(writer.sid_ids)
+    exclude = held_out.histories if protocol.exclude_history else None
 
     def rank(model: torch.nn.Module) -> dict[str, float]:
-        beams = rank_items(model, prompts, tree, num_beams, pad_token_id, batch_size, exclude)
+        beams = rank_items(
+            model, prompts, tree, num_beams, pad_token_id, protocol.batch_size, exclude
+        )
         ranks = target_ranks(beams.item_ids.numpy()[:, :k], held_out.targets)
         return ranking_metrics(ranks, [k])
 

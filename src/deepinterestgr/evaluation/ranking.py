@@ -63,6 +63,20 @@ class EvaluationResult:
     exclude_history: bool
     ranks: np.ndarray = field(repr=False, compare=False)  # int64 [U]; -1 = not in the top max(K)
 
+    @classmethod
+    def from_ranks(
+        cls, split: Split, ranks: np.ndarray, ks: Sequence[int], exclude_history: bool
+    ) -> EvaluationResult:
+        """HR@K and NDCG@K of every K in ``ks`` from each user's target rank (int64 ``[U]``,
+        0-based, -1 = not in the top ``max(ks)``): how every ranker's result is assembled."""
+        return cls(
+            split=split,
+            metrics=ranking_metrics(ranks, ks),
+            num_users=len(ranks),
+            exclude_history=exclude_history,
+            ranks=ranks,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (ranks left out)."""
         return {
@@ -132,13 +146,7 @@ def evaluate_ranker(
         ranks[start : start + len(histories)] = target_ranks(
             ranked[:, :max_k], examples.targets[start : start + batch_size]
         )
-    result = EvaluationResult(
-        split=split,
-        metrics=ranking_metrics(ranks, ks),
-        num_users=len(users),
-        exclude_history=exclude_history,
-        ranks=ranks,
-    )
+    result = EvaluationResult.from_ranks(split, ranks, ks, exclude_history)
     logger.info(
         "%s: %s users, exclude_history=%s, %s",
         split,

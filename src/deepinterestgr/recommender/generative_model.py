@@ -16,7 +16,8 @@ history
 A trained recommender folder (``data/sft/model``, ``data/grpo/model``) holds the model
 (``save_pretrained``; LoRA merged, so loading needs no peft), the tokenizer
 (:class:`~deepinterestgr.recommender.sid_tokenizer.SidTokenizer`) and ``recommender.json`` with the
-prompt settings (:class:`PromptSpec`) that training used and inference must repeat.
+prompt settings (:class:`~deepinterestgr.recommender.prompt.PromptSpec`) that training used and
+inference must repeat.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from deepinterestgr.common.params import SftParams
 from deepinterestgr.items.semantic_ids import token as sid_token
 from deepinterestgr.recommender.constrained_decoding import SidPrefixTree
 from deepinterestgr.recommender.item_sid_model import ItemSidConfig, ItemSidModel
+from deepinterestgr.recommender.prompt import PromptSpec
 from deepinterestgr.recommender.sid_tokenizer import (
     SidTokenizer,
     build_tokenizer,
@@ -49,15 +51,6 @@ from deepinterestgr.recommender.trainer_hooks import library_warnings_hidden
 logger = logging.getLogger(__name__)
 
 SPEC_FILE = "recommender.json"
-
-
-@dataclasses.dataclass(frozen=True)
-class PromptSpec:
-    """How a recommendation prompt is written (see :mod:`deepinterestgr.recommender.sft_data`)."""
-
-    task: str  # "history" or "interests_history"
-    max_history: int  # most recent history items in a prompt
-    max_text_tokens: int  # interest-text tokens kept per prompt
 
 
 class Recommender(NamedTuple):

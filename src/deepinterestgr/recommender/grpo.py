@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,20 +25,14 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from deepinterestgr.common.io import UserSequence
 from deepinterestgr.common.params import GrpoParams
 from deepinterestgr.items.semantic_ids import format_sid
 from deepinterestgr.recommender.constrained_decoding import SidPrefixTree, constrained_beam_search
-from deepinterestgr.recommender.rewards import TERMS
-from deepinterestgr.recommender.trainer_hooks import (
-    DvcLiveCallback,
-    TimeBudget,
-    library_warnings_hidden,
-    use_own_log_probs,
-    without_memory_fill,
-)
+from deepinterestgr.recommender.rewards import TERMS, reward_weights
+from deepinterestgr.recommender.trainer_hooks import train_quietly, training_run, use_own_log_probs
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +43,8 @@ class RLPrompt(NamedTuple):
     """One GRPO prompt: model input, the SID string it should write, ``q_target``, exclusions.
 
     ``prompt_ids`` are token ids exactly as the recommender reads them at inference
-    (:meth:`deepinterestgr.recommender.sft_data.SftEncoder.prompt`); ``exclude`` holds item ids the
-    beams
-    may not return (the user's history, as in evaluation).
+    (:meth:`deepinterestgr.recommender.prompt.PromptWriter.prompt`); ``exclude`` holds item ids
+    the beams may not return (the user's history, as in evaluation).
     """
 
     prompt_ids: tuple[int, ...]
@@ -219,6 +211,24 @@ class GRPOOutcome(NamedTuple):
     history: list[dict[str, float]]  # TRL's per-step log rows
 
 
+def grpo_config(config: GrpoParams, seed: int, output_dir: str | Path) -> Any:
+    """``trl.GRPOConfig`` of ``config.trainer`` as written in params, plus what is set here:
+    the seed, TRL's ``reward_weights`` from ``config.weights``, DVCLive instead of TRL's
+    reporting, and the device's CPU / pinned-memory settings."""
+    from trl import GRPOConfig  # heavy import, only where training happens
+
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        seed=seed,
+        data_seed=seed,
+        report_to="none",  # curves go to DVCLive through the shared callback
+        reward_weights=reward_weights(config.weights),
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinned pages only help a GPU copy
+        **config.trainer,
+    )
+
+
 def train_grpo(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -233,59 +243,30 @@ def train_grpo(
 ) -> tuple[PreTrainedModel, GRPOOutcome]:
     """Run GRPO on ``model`` (updated in place; a LoRA-wrapped copy when ``peft_config``).
 
-    ``reward_funcs`` are weighted by ``config.weights`` in
-    :data:`deepinterestgr.recommender.rewards.TERMS`
-    order (see :func:`deepinterestgr.recommender.rewards.trl_reward_functions`). Returns the
-    trained model
-    (LoRA merged into the backbone) and a :class:`GRPOOutcome`. ``output_dir`` only receives
-    TRL's scratch files: nothing is checkpointed. ``live_dir``: where the per-step curves of
-    :func:`plotted` keys go (None: not written).
+    ``config.trainer`` passes straight into ``trl.GRPOConfig``; only the seed, the reward
+    weights (``config.weights`` in :data:`deepinterestgr.recommender.rewards.TERMS` order, the
+    order of :func:`deepinterestgr.recommender.rewards.trl_reward_functions`), logging and the
+    device's settings are set here. Returns the trained model (LoRA merged into the backbone)
+    and a :class:`GRPOOutcome`. ``output_dir`` only receives TRL's scratch files: nothing is
+    checkpointed. ``live_dir``: where the per-step curves of :func:`plotted` keys go (None: not
+    written).
     """
-    from trl import GRPOConfig, GRPOTrainer  # heavy import, only where training happens
+    from trl import GRPOTrainer  # heavy import, only where training happens
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is the supported hook
     if len(reward_funcs) != len(TERMS):
         raise ValueError(
             f"expected {len(TERMS)} reward functions ({TERMS}), got {len(reward_funcs)}"
         )
-    args = GRPOConfig(
-        output_dir=str(output_dir),
-        num_generations=config.num_generations,
-        per_device_train_batch_size=config.prompts_per_step * config.num_generations,
-        gradient_accumulation_steps=1,
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        beta=config.beta,
-        epsilon=config.epsilon,
-        loss_type=config.loss_type,
-        scale_rewards="group",  # advantage = (R - group mean) / (group std + eps)
-        reward_weights=[getattr(config.weights, term) for term in TERMS],
-        logging_steps=config.logging_steps,
-        disable_dropout=True,  # the same log-probabilities for policy, old policy and reference
-        seed=seed,
-        data_seed=seed,
-        bf16=False,
-        fp16=False,
-        activation_checkpointing=False,
-        use_cpu=not torch.cuda.is_available(),
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=False,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),  # pinned pages only help a GPU copy
-    )
-    budget = TimeBudget(config.max_minutes)
-    callbacks: list[TrainerCallback] = [budget]
-    if live_dir is not None:
-        callbacks.append(DvcLiveCallback(live_dir, keep=plotted))
+    args = grpo_config(config, seed, output_dir)
+    run = training_run(config.max_minutes, live_dir, plotted)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=reward_funcs,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=callbacks,
+        callbacks=run.callbacks,
         peft_config=peft_config,
         rollout_func=rollout,
     )
@@ -296,15 +277,12 @@ def train_grpo(
     if trainer.ref_model is not None:
         use_own_log_probs(trainer.ref_model, plain_head=peft_config is None)
     logger.info("completions scored by the %s head", head)
-    started = time.monotonic()
-    with without_memory_fill(), library_warnings_hidden():
-        trainer.train()
-    seconds = time.monotonic() - started
+    _, seconds = train_quietly(trainer)
     trained = trainer.model
     if peft_config is not None:
         trained = trained.merge_and_unload()
     history = [row for row in trainer.state.log_history if "loss" in row]
-    outcome = GRPOOutcome(trainer.state.global_step, seconds, budget.stopped, history)
+    outcome = GRPOOutcome(trainer.state.global_step, seconds, run.budget.stopped, history)
     logger.info(
         "GRPO: %s steps in %.1f s%s",
         f"{outcome.steps:,}",

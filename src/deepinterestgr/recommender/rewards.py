@@ -24,11 +24,17 @@ import math
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+from deepinterestgr.common.params import RewardWeights
 from deepinterestgr.items.semantic_ids import parse_sid, prefix_match_length
 
 SID = tuple[int, ...]
 
 TERMS = ("exact", "valid", "prefix", "quality", "rank")
+
+
+def reward_weights(weights: RewardWeights) -> list[float]:
+    """TRL's ``reward_weights``: each term's weight in :data:`TERMS` order."""
+    return [getattr(weights, term) for term in TERMS]
 
 
 # --------------------------------------------------------------------------- pure terms

@@ -1,7 +1,8 @@
 """Supervised fine-tuning examples for the generative recommender (METHOD.md, sft).
 
 Every example is token ids plus labels (``-100`` where no loss is taken). Prompts open with a
-task token; an item is written as its ``L+1`` SID tokens. Tasks:
+task token; an item is written as its ``L+1`` SID tokens; the recommendation prompts come from
+:mod:`deepinterestgr.recommender.prompt`. Tasks:
 
 ``history``            ``<task_history> s1 s2 ... sn``: loss on the SIDs of s2..sn. One causal
                        pass trains every prefix of the training sequence at once (TIGER's
@@ -27,15 +28,19 @@ from typing import NamedTuple
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from deepinterestgr.common.io import Item, ItemInterests, UserInterests, UserSequence
-from deepinterestgr.recommender.generative_model import PromptSpec
-from deepinterestgr.recommender.sid_tokenizer import TASK_TOKENS
+from deepinterestgr.common.io import Item, ItemInterests, UserSequence
+from deepinterestgr.recommender.prompt import (
+    RECOMMENDATION_TASKS,
+    TASKS,
+    PromptSpec,
+    PromptWriter,
+    encode_texts,
+    prompt_writer,
+)
 
 logger = logging.getLogger(__name__)
 
 IGNORE = -100
-TASKS = tuple(TASK_TOKENS)
-RECOMMENDATION_TASKS = ("history", "interests_history")
 
 
 class SftExample(NamedTuple):
@@ -56,66 +61,30 @@ def item_text(item: Item | None, interests: ItemInterests | None, use_title: boo
     return "; ".join(parts)
 
 
-def user_text(interests: UserInterests | None) -> str:
-    """A user's mined interests (from the training history only), strongest first."""
-    if interests is None:
-        return ""
-    return "; ".join(i.descriptor for i in interests.interests if i.positive is not False)
-
-
-def encode_texts(
-    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_tokens: int
-) -> list[list[int]]:
-    """Token ids of each text without special tokens, cut to ``max_tokens``."""
-    if not texts:
-        return []
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [ids[:max_tokens] for ids in encoded]
-
-
 @dataclass(frozen=True)
 class SftEncoder:
-    """Turns users and items into token-id examples and prompts; one place for the formats.
+    """Turns users and items into token-id examples; one place for the training formats.
 
-    ``sid_ids`` int64 ``[N, L+1]``: token ids of item i's SID in row i. ``item_text_ids[i]``
-    and ``user_text_ids[u]`` are encoded texts (empty lists where there is none).
+    ``prompts`` writes the recommendation prompts; ``item_text_ids[i]`` is item i's encoded
+    alignment text (an empty list where there is none).
     """
 
-    sid_ids: np.ndarray
-    task_ids: Mapping[str, int]
-    sep_id: int
+    prompts: PromptWriter
     eos_id: int
-    spec: PromptSpec
     item_text_ids: Sequence[list[int]]
-    user_text_ids: Sequence[list[int]]
-
-    def _sids(self, items: Sequence[int]) -> list[int]:
-        return self.sid_ids[np.asarray(items, dtype=np.int64)].reshape(-1).tolist()
-
-    def _head(self, task: str, user_id: int) -> list[int]:
-        if task == "history":
-            return [self.task_ids[task]]
-        if task == "interests_history":
-            return [self.task_ids[task], *self.user_text_ids[user_id], self.sep_id]
-        raise ValueError(f"'{task}' is not a recommendation task ({RECOMMENDATION_TASKS})")
-
-    def prompt(self, user_id: int, history: Sequence[int]) -> list[int]:
-        """The inference prompt: the last ``max_history`` items of ``history``; the model
-        continues with the next item's SID."""
-        recent = list(history)[-self.spec.max_history :] if self.spec.max_history else []
-        return self._head(self.spec.task, user_id) + self._sids(recent)
 
     def sequence_examples(self, users: Sequence[UserSequence], task: str) -> list[SftExample]:
         """Next-SID examples over every user's training part, all prefixes per pass."""
-        width = self.sid_ids.shape[1]
+        writer = self.prompts
+        width = writer.sid_ids.shape[1]
         examples = []
         for user in users:
             items = list(user.train)
             end = len(items)
             while end >= 2:
-                start = max(0, end - self.spec.max_history - 1)
-                head = self._head(task, user.user_id)
-                sids = self._sids(items[start:end])
+                start = max(0, end - writer.spec.max_history - 1)
+                head = writer.head(task, user.user_id)
+                sids = writer.sids(items[start:end])
                 # The window's first item is context only; every later item is a target.
                 labels = [IGNORE] * (len(head) + width) + sids[width:]
                 examples.append(SftExample(head + sids, labels))
@@ -126,8 +95,8 @@ class SftEncoder:
         """One example per user: the inference prompt for the validation target, loss on it."""
         examples = []
         for user in users:
-            prompt = self.prompt(user.user_id, user.valid_history)
-            target = self._sids([user.valid_target])
+            prompt = self.prompts.prompt(user.user_id, user.valid_history)
+            target = self.prompts.sids([user.valid_target])
             examples.append(SftExample(prompt + target, [IGNORE] * len(prompt) + target))
         return examples
 
@@ -136,8 +105,8 @@ class SftEncoder:
         examples = []
         for item_id, text in enumerate(self.item_text_ids):
             if text:
-                prompt = [self.task_ids["interests_to_sid"], *text, self.sep_id]
-                target = self._sids([item_id])
+                prompt = [self.prompts.task_ids["interests_to_sid"], *text, self.prompts.sep_id]
+                target = self.prompts.sids([item_id])
                 examples.append(SftExample(prompt + target, [IGNORE] * len(prompt) + target))
         return examples
 
@@ -146,7 +115,8 @@ class SftEncoder:
         examples = []
         for item_id, text in enumerate(self.item_text_ids):
             if text:
-                prompt = [self.task_ids["sid_to_interests"], *self._sids([item_id]), self.sep_id]
+                sid = self.prompts.sids([item_id])
+                prompt = [self.prompts.task_ids["sid_to_interests"], *sid, self.prompts.sep_id]
                 target = [*text, self.eos_id]
                 examples.append(SftExample(prompt + target, [IGNORE] * len(prompt) + target))
         return examples
@@ -196,21 +166,12 @@ def build_encoder(
     ``sid_ids`` int64 ``[N, L+1]`` from
     :func:`deepinterestgr.recommender.sid_tokenizer.sid_token_ids`.
     """
-    if spec.max_history < 1:
-        raise ValueError(f"max_history must be >= 1, found {spec.max_history}")
     if len(item_texts) != len(sid_ids):
         raise ValueError(f"{len(item_texts)} item texts for {len(sid_ids)} items")
-    task_ids = dict(
-        zip(TASKS, tokenizer.convert_tokens_to_ids(list(TASK_TOKENS.values())), strict=True)
-    )
     return SftEncoder(
-        sid_ids=sid_ids,
-        task_ids=task_ids,
-        sep_id=tokenizer.sep_token_id,
+        prompts=prompt_writer(tokenizer, sid_ids, spec, user_texts),
         eos_id=tokenizer.eos_token_id,
-        spec=spec,
         item_text_ids=encode_texts(tokenizer, item_texts, spec.max_text_tokens),
-        user_text_ids=encode_texts(tokenizer, user_texts, spec.max_text_tokens),
     )
 
 

@@ -31,15 +31,10 @@ from datasets import Dataset
 from transformers import EarlyStoppingCallback
 from trl import SFTConfig, SFTTrainer
 
+from deepinterestgr.common.params import SftParams
 from deepinterestgr.recommender.sft_data import SftExample
 from deepinterestgr.recommender.sid_tokenizer import SidTokenizer
-from deepinterestgr.recommender.trainer_hooks import (
-    DvcLiveCallback,
-    TimeBudget,
-    library_warnings_hidden,
-    use_own_log_probs,
-    without_memory_fill,
-)
+from deepinterestgr.recommender.trainer_hooks import train_quietly, training_run, use_own_log_probs
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +42,6 @@ Validator = Callable[[torch.nn.Module], dict[str, float]]
 
 # Trainer log keys worth a curve; runtimes, FLOPs and token counters are left out.
 PLOTTED_PREFIXES = ("loss", "learning_rate", "grad_norm", "entropy", "mean_token_accuracy")
-
-
-class Selection(NamedTuple):
-    """How the best checkpoint is chosen: ``metric`` (a key of ``validate``'s result, e.g.
-    ``ndcg@10``, higher is better; or ``loss``, lower is better), early stopping after
-    ``patience`` evaluations without improvement, ``validate(model)`` the ranking metrics."""
-
-    metric: str
-    patience: int
-    validate: Validator | None
 
 
 class SftResult(NamedTuple):
@@ -111,35 +96,19 @@ def to_dataset(examples: Sequence[SftExample]) -> Dataset:
     )
 
 
-def train_sft(
-    model: torch.nn.Module,
-    tokenizer: SidTokenizer,
-    train: Sequence[SftExample],
-    valid: Sequence[SftExample],
-    trainer_args: dict[str, Any],
-    output_dir: str | Path,
-    live_dir: str | Path,
-    seed: int,
-    selection: Selection,
-    max_minutes: float,
-    plain_head: bool = True,
-) -> SftResult:
-    """Train ``model`` on ``train`` and keep the checkpoint that ``selection`` prefers.
-
-    ``valid`` gives the validation loss. ``trainer_args`` are ``trl.SFTConfig`` keys (epochs,
-    batch sizes, learning rate, schedule, ``eval_strategy`` with an equal ``save_strategy``...).
-    Checkpoints go to ``output_dir``. ``plain_head``: score labels with a plain LM head on the
-    labelled positions (small vocabularies) instead of TRL's tiled kernel.
-    """
-    if selection.metric != "loss" and selection.validate is None:
-        raise ValueError(f"selection metric '{selection.metric}' needs a validate function")
+def sft_config(config: SftParams, seed: int, output_dir: str | Path) -> SFTConfig:
+    """``trl.SFTConfig`` of ``config.trainer`` as written in params, plus what is set here: the
+    seed, checkpoint selection by ``config.selection.metric`` (one kept checkpoint, the best
+    loaded at the end), DVCLive instead of TRL's reporting, and the device's settings."""
+    selection = config.selection
+    trainer_args = config.trainer
     if launched_on_cpus_only():
         trainer_args = {"use_cpu": True, **trainer_args}
-    config = SFTConfig(
+    return SFTConfig(
         output_dir=str(output_dir),
         seed=seed,
         data_seed=seed,
-        report_to="none",
+        report_to="none",  # curves go to DVCLive through the shared callback
         load_best_model_at_end=True,
         metric_for_best_model=selection.metric,
         greater_is_better=selection.metric != "loss",
@@ -149,26 +118,47 @@ def train_sft(
         dataloader_pin_memory=torch.cuda.is_available(),  # pinned pages only help a GPU copy
         **trainer_args,
     )
-    budget = TimeBudget(max_minutes)
+
+
+def train_sft(
+    model: torch.nn.Module,
+    tokenizer: SidTokenizer,
+    train: Sequence[SftExample],
+    valid: Sequence[SftExample],
+    config: SftParams,
+    seed: int,
+    validate: Validator | None,
+    output_dir: str | Path,
+    live_dir: str | Path,
+) -> SftResult:
+    """Train ``model`` on ``train`` and keep the checkpoint that ``config.selection`` prefers.
+
+    ``valid`` gives the validation loss; ``validate(model)`` the ranking metrics a selection
+    metric such as ``ndcg@10`` is read from (None when it is ``loss``). ``config.trainer`` passes
+    straight into ``trl.SFTConfig`` (epochs, batch sizes, learning rate, schedule,
+    ``eval_strategy`` with an equal ``save_strategy``...); training stops after
+    ``config.selection.patience`` evaluations without improvement or when ``config.max_minutes``
+    are spent. Checkpoints go to ``output_dir``. Labels are scored by a plain LM head on the
+    labelled positions (small vocabularies) unless the backbone is ``pretrained``, which keeps
+    TRL's tiled kernel.
+    """
+    selection = config.selection
+    if selection.metric != "loss" and validate is None:
+        raise ValueError(f"selection metric '{selection.metric}' needs a validate function")
+    args = sft_config(config, seed, output_dir)
+    run = training_run(config.max_minutes, live_dir, _plotted)
     trainer = RecommenderSftTrainer(
         model=model,
-        args=config,
+        args=args,
         train_dataset=to_dataset(train),
         eval_dataset=to_dataset(valid),
         processing_class=tokenizer,
-        callbacks=[
-            EarlyStoppingCallback(selection.patience),
-            budget,
-            DvcLiveCallback(live_dir, keep=_plotted),
-        ],
-        validate=selection.validate,
-        plain_head=plain_head,
+        callbacks=[EarlyStoppingCallback(selection.patience), *run.callbacks],
+        validate=validate,
+        plain_head=config.backbone != "pretrained",
     )
     logger.info("labels scored by the %s head", trainer.log_prob_head)
-    start = time.monotonic()
-    with without_memory_fill(), library_warnings_hidden():
-        output = trainer.train()
-    elapsed = time.monotonic() - start
+    output, elapsed = train_quietly(trainer)
     key = f"eval_{selection.metric}"
     evaluations = [
         {"step": row["step"], "epoch": row.get("epoch", math.nan)}
@@ -195,7 +185,7 @@ def train_sft(
         steps=output.global_step,
         epochs=float(trainer.state.epoch or 0.0),
         wall_time_s=elapsed,
-        stopped_by_time=budget.stopped,
+        stopped_by_time=run.budget.stopped,
         is_main_process=trainer.is_world_process_zero(),
         log_prob_head=trainer.log_prob_head,
     )

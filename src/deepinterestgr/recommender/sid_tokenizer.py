@@ -1,4 +1,5 @@
-"""The generative recommender's tokenizer: Semantic-ID tokens, task tokens and interest words.
+"""The generative recommender's tokenizer: Semantic-ID tokens, task tokens (of
+:mod:`deepinterestgr.recommender.prompt`) and interest words.
 
 Every SID level has its own tokens (``<a_0>..<a_255>``, ``<b_0>..``, ...; the last level is the
 collision suffix), so an item's SID of ``L+1`` codes is exactly ``L+1`` tokens and the prefix
@@ -29,15 +30,9 @@ from tokenizers.models import WordLevel
 from transformers import AddedToken, PreTrainedTokenizerFast
 
 from deepinterestgr.items.semantic_ids import token as sid_token
+from deepinterestgr.recommender.prompt import TASK_TOKENS
 
 PAD, EOS, UNK, SEP = "<pad>", "<eos>", "<unk>", "<sep>"
-# One task token opens every prompt; it also tells the model which task it is doing.
-TASK_TOKENS = {
-    "history": "<task_history>",
-    "interests_to_sid": "<task_interests_to_sid>",
-    "sid_to_interests": "<task_sid_to_interests>",
-    "interests_history": "<task_interests_history>",
-}
 # Words and punctuation of interest text; SID and special tokens are matched whole first.
 _WORD_PATTERN = r"<[^<>\s]+>|\w+|[^\w\s]"
 

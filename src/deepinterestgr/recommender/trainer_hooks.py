@@ -1,5 +1,6 @@
 """What the ``sft`` and ``grpo`` trainers share: the per-token log-probability head, a time
-budget, DVCLive curves and deterministic mode without its scratch-memory fill.
+budget, DVCLive curves, deterministic mode without its scratch-memory fill, and the one way a
+training run is started (:func:`training_run`, :func:`train_quietly`).
 
 TRL's trainers patch ``model.forward`` with a fused LM head that tiles over the vocabulary and
 recomputes logits in backward. On a CPU it scores every position (prompts and padding too) and
@@ -23,7 +24,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers import TrainerCallback
@@ -135,18 +136,19 @@ class TimeBudget(TrainerCallback):
     """Stops training after the step that crosses ``max_minutes`` of wall-clock time. With
     evaluation by epoch the trainer still closes the epoch (evaluate, save); otherwise it is
     asked to evaluate and save once more, so the best checkpoint is chosen among everything
-    trained."""
+    trained. ``clock`` returns seconds (``time.monotonic``; a test passes a counter)."""
 
-    def __init__(self, max_minutes: float) -> None:
+    def __init__(self, max_minutes: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_seconds = max_minutes * 60.0
-        self.start = time.monotonic()
+        self.clock = clock
+        self.start = clock()
         self.stopped = False
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
+        self.start = self.clock()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if not self.stopped and time.monotonic() - self.start > self.max_seconds:
+        if not self.stopped and self.clock() - self.start > self.max_seconds:
             logger.info(
                 "time budget of %.1f min spent at step %d", self.max_seconds / 60, state.global_step
             )
@@ -188,3 +190,34 @@ class DvcLiveCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.live is not None:
             self.live.end()
+
+
+# --------------------------------------------------------------------------- one training run
+
+
+class TrainingRun(NamedTuple):
+    """What every trainer of the recommender is given besides its own callbacks."""
+
+    budget: TimeBudget  # read ``budget.stopped`` after training
+    callbacks: list[TrainerCallback]  # the budget, then DVCLive curves when a folder is given
+
+
+def training_run(
+    max_minutes: float, live_dir: str | Path | None, plotted: Callable[[str], bool]
+) -> TrainingRun:
+    """The callbacks ``sft`` and ``grpo`` share: a :class:`TimeBudget` of ``max_minutes`` and,
+    when ``live_dir`` is set, a :class:`DvcLiveCallback` of the log keys ``plotted`` accepts."""
+    budget = TimeBudget(max_minutes)
+    callbacks: list[TrainerCallback] = [budget]
+    if live_dir is not None:
+        callbacks.append(DvcLiveCallback(live_dir, keep=plotted))
+    return TrainingRun(budget, callbacks)
+
+
+def train_quietly(trainer: Any) -> tuple[Any, float]:
+    """``trainer.train()`` without the deterministic-mode memory fill and with the known library
+    warnings hidden. Returns its output and the wall-clock seconds it took."""
+    started = time.monotonic()
+    with without_memory_fill(), library_warnings_hidden():
+        output = trainer.train()
+    return output, time.monotonic() - started
