@@ -4,9 +4,10 @@ Reads  data/download/items.jsonl (items), data/mine/items.jsonl (mined item inte
 Writes data/label/items.jsonl (interests with p_positive and positive),
        data/label/quality.npy (float32 [N], q_i), data/label/judged.jsonl (the judged sample),
        metrics/label.json (held-out AUC, accuracy, Brier, ECE against the judge; q_i spread).
-Params base, label. Sentence embeddings are cached in data/cache/embeddings and LLM judge
-answers in data/cache/llm_judge (outside DVC: a content-addressed cache cannot go stale, and a
-rerun must not pay for them again).
+Params base, label, mine.llms (the backend that label.llm_judge.backend names). Sentence
+embeddings are cached in data/cache/embeddings and LLM judge answers in data/cache/llm_judge
+(outside DVC: a content-addressed cache cannot go stale, and a rerun must not pay for them
+again).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from deepinterestgr.common import io
 from deepinterestgr.common.params import load
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.interests.labeling import label_interests, make_offline_judge
-from deepinterestgr.interests.llm_judge import make_llm_judge
+from deepinterestgr.interests.llm_judge import LLMJudge
 from deepinterestgr.items.embedding import (
     EmbeddingCache,
     embed_texts,
@@ -45,7 +46,8 @@ def main() -> None:
     base, params = load("base"), load("label")
     seed_everything(base.seed)
     if params.judge == "llm":  # first: a missing API key fails before any work
-        judge = make_llm_judge(params.llm_judge, LLM_CACHE)
+        backend = load("mine").llms[params.llm_judge.backend]
+        judge = LLMJudge(params.llm_judge, backend, LLM_CACHE, base.seed)
     else:
         judge = make_offline_judge(
             params.offline_judge.lexical_weight, params.offline_judge.threshold

@@ -52,7 +52,7 @@ from deepinterestgr.interests.prompts import (
 )
 from deepinterestgr.llm.backends import MissingKeyError, read_api_key
 from deepinterestgr.llm.cache import AnswerCache
-from deepinterestgr.llm.runner import Job, MiningResult, mine
+from deepinterestgr.llm.runner import Job, RunResult, run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def model_tag(name: str, llm: LLMParams, job: Job) -> str:
 
 
 def _collect(
-    result: MiningResult, name: str, llm: LLMParams
+    result: RunResult, name: str, llm: LLMParams
 ) -> tuple[list[list[ItemInterests]], list[UserInterests], list[dict[str, Any]]]:
     """Answered interests as rows, one row list per item miner (text, image) and one for
     users; failed jobs contribute nothing. Also the raw records, in job order."""
@@ -134,7 +134,7 @@ def _collect(
                 "target": job.target,
                 "target_id": job.target_id,
                 "cached": outcome.cached,
-                **outcome.record,
+                **outcome.record.to_json(),
             }
         )
         if not outcome.ok:
@@ -142,7 +142,7 @@ def _collect(
         tag = model_tag(name, llm, job)
         interests = tuple(
             Interest(d["descriptor"], float(d["confidence"]), (tag,))
-            for d in outcome.record["interests"]
+            for d in outcome.record.fields["interests"]
         )
         if job.target == "item":
             item_rows.setdefault(tag, []).append(ItemInterests(job.target_id, interests))
@@ -165,7 +165,7 @@ def check_keys(params: MineParams) -> None:
         raise MissingKeyError(f"mine.backends: no API key for {'; '.join(missing)}")
 
 
-def _check(name: str, result: MiningResult, spent: float, params: MineParams) -> None:
+def _check(name: str, result: RunResult, spent: float, params: MineParams) -> None:
     stats = result.stats
     retry = (
         f"failed answers are cached and asked again on the next {params.failed_retries} "
@@ -261,25 +261,23 @@ def mine_interests(
         jobs = build_jobs(llm, params, items, users, image_dir)
         cap_left = params.spending_cap_usd - spent
         if llm.batch:
-            from deepinterestgr.llm.batches import mine_batch
+            from deepinterestgr.llm.batches import run_batch
 
-            result = mine_batch(
+            result = run_batch(
                 jobs,
                 name,
                 llm,
                 cache,
-                params.max_descriptors,
                 cap_left,
                 Path(params.cache_dir),
                 failed_retries=params.failed_retries,
             )
         else:
-            result = mine(
+            result = run_jobs(
                 jobs,
                 name,
                 llm,
                 cache,
-                params.max_descriptors,
                 cap_left,
                 seed,
                 failed_retries=params.failed_retries,
