@@ -54,8 +54,8 @@ def main() -> None:
     with io.new_folder(OUT) as folder:  # swapped in whole once every file is written
         io.write_item_interests(folder / "items.jsonl", output.items)
         io.write_user_interests(folder / "users.jsonl", output.users)
-        for name, records in output.raw.items():
-            io.write_jsonl(folder / "raw" / f"{name}.jsonl", records)
+        for name, outcomes in output.raw.items():
+            io.write_jsonl(folder / "raw" / f"{name}.jsonl", (o.to_json() for o in outcomes))
         io.write_jsonl(folder / "rejected.jsonl", (r.to_record() for r in output.rejected))
     metrics = summary(output)
     io.write_json(METRICS, metrics)

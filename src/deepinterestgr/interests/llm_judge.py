@@ -241,16 +241,13 @@ class LLMJudge:
         backend: LLMParams,
         cache_dir: str | Path,
         seed: int,
-        client: Any = None,
     ) -> None:
         self.params = params
         self.settings = replace(backend, max_tokens=params.max_tokens)
         self.cache = AnswerCache(cache_dir)
-        self.seed = seed
-        self.client = client  # an SDK client (tests pass a fake); None = built from the key
+        self.seed = seed  # of the retry jitter
         self.stats: BackendStats | None = None
-        if client is None:
-            read_api_key(self.settings)  # a missing key fails before any work
+        read_api_key(self.settings)  # a missing key fails before any work
 
     def __call__(self, sample: JudgeSample) -> JudgeLabels:
         evidence, descriptors, item_ids = sample.evidence, sample.descriptors, sample.item_ids
@@ -282,7 +279,6 @@ class LLMJudge:
                 self.cache,
                 self.params.spending_cap_usd,
                 self.seed,
-                client=self.client,
                 failed_retries=self.params.failed_retries,
             )
         )

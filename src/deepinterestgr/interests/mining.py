@@ -52,7 +52,7 @@ from deepinterestgr.interests.prompts import (
 )
 from deepinterestgr.llm.backends import MissingKeyError, read_api_key
 from deepinterestgr.llm.cache import AnswerCache
-from deepinterestgr.llm.runner import Job, RunResult, run_jobs
+from deepinterestgr.llm.runner import Job, Outcome, RunResult, run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class MiningFailed(RuntimeError, PipelineError):
 class MineOutput:
     items: list[ItemInterests]  # one per item, item_id order, merged across backends
     users: list[UserInterests]  # one per user, user_id order
-    raw: dict[str, list[dict[str, Any]]]  # backend name -> raw records (reasoning, answers)
+    raw: dict[str, tuple[Outcome, ...]]  # LLM backend name -> its answers (reasoning, texts)
     stats: dict[str, dict[str, Any]]  # backend name -> counters (tokens, cost, failures)
     rejected: list[Rejection] = field(default_factory=list)  # descriptors screened out
 
@@ -121,22 +121,13 @@ def model_tag(name: str, llm: LLMParams, job: Job) -> str:
 
 def _collect(
     result: RunResult, name: str, llm: LLMParams
-) -> tuple[list[list[ItemInterests]], list[UserInterests], list[dict[str, Any]]]:
+) -> tuple[list[list[ItemInterests]], list[UserInterests]]:
     """Answered interests as rows, one row list per item miner (text, image) and one for
-    users; failed jobs contribute nothing. Also the raw records, in job order."""
+    users; failed jobs contribute nothing."""
     item_rows: dict[str, list[ItemInterests]] = {}
     user_rows: list[UserInterests] = []
-    raw = []
     for outcome in result.outcomes:
         job = outcome.job
-        raw.append(
-            {
-                "target": job.target,
-                "target_id": job.target_id,
-                "cached": outcome.cached,
-                **outcome.record.to_json(),
-            }
-        )
         if not outcome.ok:
             continue
         tag = model_tag(name, llm, job)
@@ -148,7 +139,7 @@ def _collect(
             item_rows.setdefault(tag, []).append(ItemInterests(job.target_id, interests))
         else:
             user_rows.append(UserInterests(job.target_id, interests))
-    return list(item_rows.values()), user_rows, raw
+    return list(item_rows.values()), user_rows
 
 
 def check_keys(params: MineParams) -> None:
@@ -229,7 +220,7 @@ def mine_interests(
         rejected.extend(dropped)
         return kept
 
-    raw: dict[str, list[dict[str, Any]]] = {}
+    raw: dict[str, tuple[Outcome, ...]] = {}
     stats: dict[str, dict[str, Any]] = {}
     check_keys(params)
     cache = AnswerCache(params.cache_dir)
@@ -284,7 +275,8 @@ def mine_interests(
                 max_consecutive_failures=params.max_consecutive_failures,
             )
         spent += result.stats.cost_usd
-        miners, user_rows, raw[name] = _collect(result, name, llm)
+        miners, user_rows = _collect(result, name, llm)
+        raw[name] = result.outcomes
         item_sources.extend(screened(rows, "item") for rows in miners)
         user_sources.append(screened(user_rows, "user"))
         stats[name] = result.stats.as_dict()

@@ -6,7 +6,8 @@ body (structured JSON-schema output from the prompt's answer format where the pr
 it, images as its own content part), reads its answer into a :class:`Completion`, and speaks
 its batch API where it has one. The same request body serves a live call and a line of a
 batch job, and the same parser reads a live answer and a batch result, so both paths agree
-byte for byte. A new wire format is one new :class:`Provider` subclass in :data:`PROVIDERS`.
+byte for byte. A new wire format is one new :class:`Provider` subclass listed in
+:data:`PROVIDERS`, and its name among the choices of ``LLMParams.provider`` (params.py).
 
 API keys are read from the environment variable named in params at client construction and
 go nowhere else: not into request bodies we log, cache keys, records or error messages.

@@ -88,6 +88,15 @@ class Outcome:
     cached: bool
     record: Record
 
+    def to_json(self) -> dict[str, Any]:
+        """One line of a raw answers file: the job's target, whether it was cached, the record."""
+        return {
+            "target": self.job.target,
+            "target_id": self.job.target_id,
+            "cached": self.cached,
+            **self.record.to_json(),
+        }
+
 
 @dataclass
 class BackendStats:
