@@ -314,7 +314,9 @@ def test_batch_mode_resumes_a_submitted_batch_by_id(server, tmp_path):
     config = settings("anthropic", server.url, batch=True)
     jobs = text_jobs(items(3))
     bodies = {
-        mining.job_key("fake", config, j.prompt): llm_backends.request_body(config, j.prompt)
+        mining.job_key("fake", config, j.prompt): llm_backends.provider_of(config).request_body(
+            config, j.prompt
+        )
         for j in jobs
     }
 

@@ -98,15 +98,13 @@ class Provider:
     def request_body(
         self, settings: LLMSettings, prompt: Prompt, repair: RepairTurn | None = None
     ) -> dict[str, Any]:
+        """The JSON request body (no credentials); with ``repair``, the repair attempt: the
+        first answer as the assistant turn, then a user turn naming what was wrong."""
         raise NotImplementedError
 
     def parse(self, response: dict[str, Any]) -> Completion:
         """Read a response JSON (a live answer or one batch result) into a Completion."""
         raise NotImplementedError
-
-    def typed_create(self, client: Any) -> Any:
-        """The SDK's typed create method (for a stand-in client without ``post``)."""
-        return client.chat.completions.create
 
     async def submit_batch(self, client: Any, bodies: dict[str, dict[str, Any]]) -> str:
         """Submit ``custom_id -> body`` as one batch; its id."""
@@ -176,9 +174,6 @@ class AnthropicProvider(Provider):
             output_tokens=int(usage.get("output_tokens") or 0),
             stop_reason=stop,
         )
-
-    def typed_create(self, client: Any) -> Any:
-        return client.messages.create
 
     async def submit_batch(self, client: Any, bodies: dict[str, dict[str, Any]]) -> str:
         batch = await client.messages.batches.create(
@@ -343,23 +338,6 @@ def make_client(settings: LLMSettings) -> Any:
     return provider_of(settings).make_client(read_api_key(settings), settings)
 
 
-def request_body(
-    settings: LLMSettings, prompt: Prompt, repair: RepairTurn | None = None
-) -> dict[str, Any]:
-    """The provider's JSON request body (no credentials); with ``repair``, the repair
-    attempt: the first answer as the assistant turn, then a user turn naming what was wrong."""
-    return provider_of(settings).request_body(settings, prompt, repair)
-
-
-def parse_completion(provider: str, response: dict[str, Any]) -> Completion:
-    """Read a provider's response JSON (a live answer or one batch result) into a Completion."""
-    return PROVIDERS[provider].parse(response)
-
-
-# Fields every SDK version names as arguments; anything else travels in ``extra_body``.
-_TYPED_ARGUMENTS = frozenset(("model", "max_tokens", "messages", "system"))
-
-
 async def complete(client: Any, settings: LLMSettings, body: dict[str, Any]) -> Completion:
     """One live call, no retries. Raises the SDK's exceptions (see :func:`classify_error`).
 
@@ -370,15 +348,8 @@ async def complete(client: Any, settings: LLMSettings, body: dict[str, Any]) -> 
     and the answer is read as plain JSON by the provider's parser anyway.
     """
     provider = provider_of(settings)
-    post = getattr(client, "post", None)
-    if post is not None:
-        response = await post(provider.path, cast_to=object, body=body)
-        return provider.parse(response)
-    # A client offering only the typed methods (a stand-in): same body, same parser.
-    known = {k: v for k, v in body.items() if k in _TYPED_ARGUMENTS}
-    extra = {k: v for k, v in body.items() if k not in _TYPED_ARGUMENTS}
-    answer = await provider.typed_create(client)(**known, extra_body=extra or None)
-    return provider.parse(answer.model_dump())
+    response = await client.post(provider.path, cast_to=object, body=body)
+    return provider.parse(response)
 
 
 async def wait_for_batch(client: Any, settings: LLMSettings, batch_id: str, poll_s: float) -> Any:
