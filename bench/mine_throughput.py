@@ -31,6 +31,7 @@ from deepinterestgr.interests.prompts import item_text_prompt
 from deepinterestgr.llm import backends as llm_backends
 from deepinterestgr.llm import runner as mining
 from deepinterestgr.llm.cache import AnswerCache
+from deepinterestgr.llm.records import AnswerRecord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,10 +98,10 @@ async def timed(jobs, config, cache, server_pid):
     client = llm_backends.make_client(config)
     try:
         warm = bench_jobs(2 * config.concurrency, f"warm-up {config.concurrency}")
-        await mining.mine_async(warm, "bench", config, cache, 5, 1e9, client=client)
+        await mining.run_jobs_async(warm, "bench", config, cache, 1e9, client=client)
         server_cpu = _cpu_seconds(server_pid)
         started, cpu = time.perf_counter(), time.process_time()
-        result = await mining.mine_async(jobs, "bench", config, cache, 5, 1e9, client=client)
+        result = await mining.run_jobs_async(jobs, "bench", config, cache, 1e9, client=client)
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         return result, wall, cpu, _cpu_seconds(server_pid) - server_cpu
     finally:
@@ -152,15 +153,24 @@ def live(provider: str, latency: float, in_flight: list[int], per_slot: int) -> 
 def cached(provider: str, catalogue: Path) -> dict:
     items = read_catalogue(catalogue)
     config = llm_settings(provider, "http://127.0.0.1:9", 32)  # never contacted
-    answer = {
-        "status": "ok",
-        "reason": None,
-        "reasoning": "r",
-        "answers": ["{}"],
-        "interests": [{"descriptor": "bench interest here", "confidence": 0.5}],
-        "input_tokens": 1,
-        "output_tokens": 1,
-    }
+    answer = AnswerRecord(
+        backend="bench",
+        provider=provider,
+        model=config.model,
+        prompt_kind="item_text",
+        prompt_version="v1",
+        status="ok",
+        reason=None,
+        fields={
+            "reasoning": "r",
+            "interests": [{"descriptor": "bench interest here", "confidence": 0.5}],
+            "dropped": [],
+        },
+        answers=("{}",),
+        input_tokens=1,
+        output_tokens=1,
+        attempts=1,
+    ).to_json()
     with tempfile.TemporaryDirectory() as cache_dir:
         cache = AnswerCache(cache_dir)
         started = time.perf_counter()
@@ -172,7 +182,7 @@ def cached(provider: str, catalogue: Path) -> dict:
         fill = time.perf_counter() - started
         started = time.perf_counter()
         jobs = [mining.Job("item", it.item_id, item_text_prompt(it, "v1", 5, 1000)) for it in items]
-        result = mining.mine(jobs, "bench", config, AnswerCache(cache_dir), 5, 1e9)
+        result = mining.run_jobs(jobs, "bench", config, AnswerCache(cache_dir), 1e9)
         wall = time.perf_counter() - started
     assert result.stats.cached == len(items) and result.stats.requests == 0
     print(

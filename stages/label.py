@@ -4,9 +4,10 @@ Reads  ``--dataset`` (items), ``--interests`` (mined item interests).
 Writes ``--labelled``: ``items.jsonl`` (interests with p_positive and positive), ``quality.npy``
        (float32 [N], q_i), ``judged.jsonl`` (the judged sample); ``--metrics`` (held-out AUC,
        accuracy, Brier, ECE against the judge; q_i spread).
-Params base, label. Sentence embeddings are cached in ``--embedding-cache`` and LLM judge
-answers in ``--judge-cache`` (outside DVC: a content-addressed cache cannot go stale, and a
-rerun must not pay for them again). Paths come from the command in ``dvc.yaml``.
+Params base, label, mine.llms (the backend that label.llm_judge.backend names). Sentence
+embeddings are cached in ``--embedding-cache`` and LLM judge answers in ``--judge-cache``
+(outside DVC: a content-addressed cache cannot go stale, and a rerun must not pay for them
+again). Paths come from the command in ``dvc.yaml``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from deepinterestgr.common.artifacts import LabelledInterestFiles, command_line_
 from deepinterestgr.common.params import load
 from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.interests.labeling import label_interests, make_offline_judge
-from deepinterestgr.interests.llm_judge import make_llm_judge
+from deepinterestgr.interests.llm_judge import LLMJudge
 from deepinterestgr.items.embedding import (
     EmbeddingCache,
     embed_texts,
@@ -40,7 +41,8 @@ def main() -> None:
     base, params = load("base"), load("label")
     seed_everything(base.seed)
     if params.judge == "llm":  # first: a missing API key fails before any work
-        judge = make_llm_judge(params.llm_judge, FILES.judge_cache)
+        backend = load("mine").llms[params.llm_judge.backend]
+        judge = LLMJudge(params.llm_judge, backend, FILES.judge_cache, base.seed)
     else:
         judge = make_offline_judge(
             params.offline_judge.lexical_weight, params.offline_judge.threshold

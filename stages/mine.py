@@ -52,8 +52,8 @@ def main() -> None:
         written = InterestFiles(folder)
         io.write_item_interests(written.items, output.items)
         io.write_user_interests(written.users, output.users)
-        for name, records in output.raw.items():
-            io.write_jsonl(written.raw(name), records)
+        for name, outcomes in output.raw.items():
+            io.write_jsonl(written.raw(name), (o.to_json() for o in outcomes))
         io.write_jsonl(written.rejected, (r.to_record() for r in output.rejected))
     metrics = summary(output)
     io.write_json(FILES.metrics, metrics)

@@ -167,6 +167,18 @@ def _params_with(tmp_path: Path, section: str, **changes) -> Path:
         ("download", {"max_skip_rate": -0.1}, "download.max_skip_rate: -0.1 is outside [0, 1]"),
         ("label", {"test_fraction": 1.0}, "label.test_fraction: 1.0 is outside (0, 1)"),
         (
+            "label",
+            {"llm_judge__backend": "gpt5"},
+            "params.yaml:label.llm_judge.backend: unknown backend 'gpt5' (known: the names in "
+            "mine.llms: claude, gpt, local)",
+        ),
+        (
+            "label",
+            {"llm_judge__max_failure_rate": 2.0},
+            "params.yaml:label.llm_judge.max_failure_rate: 2.0 is outside [0, 1]",
+        ),
+        ("label", {"llm_judge__model": "x"}, "label.llm_judge: unknown key 'model'"),
+        (
             "sft",
             {"backbone": "pretrained"},
             "sft.pretrained_path: null, but backbone is pretrained",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from deepinterestgr.interests.prompts import (
 from deepinterestgr.llm import batches as llm_batches
 from deepinterestgr.llm import runner as mining
 from deepinterestgr.llm.cache import AnswerCache
-from deepinterestgr.testing.fake_llm_server import FakeLLMServer
+from deepinterestgr.testing.fake_llm_server import FakeLLMServer, fake_backend
 
 KEY = "sk-test-SECRET-7f3a9c"
 KEY_ENV = "DIGR_TEST_LLM_KEY"
@@ -28,28 +27,7 @@ PROVIDERS = ["anthropic", "openai", "openai_compatible"]
 
 
 def settings(provider: str, url: str, **changes) -> LLMParams:
-    base = LLMParams(
-        provider=provider,
-        model=f"fake-{provider}",
-        base_url=url if provider == "anthropic" else f"{url}/v1",
-        api_key_env=KEY_ENV,
-        structured_output=True,
-        images=True,
-        users=False,
-        max_tokens=256,
-        temperature=0.0,
-        concurrency=4,
-        requests_per_minute=0,
-        timeout_s=10.0,  # generous: a loaded CI machine must not time out by accident
-        max_retries=3,
-        backoff_base_s=0.01,
-        backoff_max_s=0.05,
-        price_input_per_mtok=1.0,
-        price_output_per_mtok=5.0,
-        batch=False,
-        batch_poll_s=0.01,
-    )
-    return replace(base, **changes)
+    return fake_backend(provider, url, KEY_ENV, **changes)
 
 
 def items(n: int, title: str = "Item {i} lipstick") -> list[Item]:
@@ -70,8 +48,8 @@ def server(monkeypatch):
         yield fake
 
 
-def run(jobs, config, cache_dir: Path, cap: float = 100.0) -> mining.MiningResult:
-    return mining.mine(jobs, "fake", config, AnswerCache(cache_dir), 5, cap)
+def run(jobs, config, cache_dir: Path, cap: float = 100.0) -> mining.RunResult:
+    return mining.run_jobs(jobs, "fake", config, AnswerCache(cache_dir), cap)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -79,8 +57,11 @@ def test_success_sends_schema_and_key_and_counts_cost(server, provider, tmp_path
     result = run(text_jobs(items(3)), settings(provider, server.url), tmp_path)
     assert [o.ok for o in result.outcomes] == [True, True, True]
     record = result.outcomes[0].record
-    assert record["interests"][0] == {"descriptor": "long lasting everyday wear", "confidence": 0.9}
-    assert record["reasoning"] and record["prompt_version"] == "v1"
+    assert record.fields["interests"][0] == {
+        "descriptor": "long lasting everyday wear",
+        "confidence": 0.9,
+    }
+    assert record.fields["reasoning"] and record.prompt_version == "v1"
     assert result.stats.requests == 3 and result.stats.input_tokens > 0
     expected = (result.stats.input_tokens * 1.0 + result.stats.output_tokens * 5.0) / 1e6
     assert result.stats.cost_usd == pytest.approx(expected)
@@ -138,7 +119,7 @@ def test_persistent_500_fails_uncached_and_is_asked_again(server, tmp_path):
     config = settings("openai", server.url, max_retries=2)
     result = run(text_jobs(items(2)), config, tmp_path)
     assert not result.outcomes[0].ok
-    assert result.outcomes[0].record["reason"] == "gave up after 3 attempts: http 500"
+    assert result.outcomes[0].record.reason == "gave up after 3 attempts: http 500"
     assert result.stats.failure_reasons == {"gave up after 3 attempts": 1}
     again = run(text_jobs(items(2)), config, tmp_path)
     assert again.outcomes[0].ok and not again.outcomes[0].cached and again.outcomes[1].cached
@@ -158,16 +139,16 @@ def test_malformed_twice_is_cached_and_asked_again_up_to_failed_retries(server, 
     server.script("Item 0 ", ["malformed"] * 4)
     config = settings("anthropic", server.url)
     cache = AnswerCache(tmp_path)
-    result = mining.mine(text_jobs(items(1)), "fake", config, cache, 5, 100.0, failed_retries=1)
+    result = mining.run_jobs(text_jobs(items(1)), "fake", config, cache, 100.0, failed_retries=1)
     record = result.outcomes[0].record
-    assert record["status"] == "failed" and record["reason"].startswith("unparseable after repair")
-    assert len(record["answers"]) == 2 and record["attempts"] == 1 and result.exhausted == 0
+    assert record.status == "failed" and record.reason.startswith("unparseable after repair")
+    assert len(record.answers) == 2 and record.attempts == 1 and result.exhausted == 0
     # The next run asks again (the failure is recorded, it does not block a retry) ...
-    again = mining.mine(text_jobs(items(1)), "fake", config, cache, 5, 100.0, failed_retries=1)
-    assert not again.outcomes[0].cached and again.outcomes[0].record["attempts"] == 2
+    again = mining.run_jobs(text_jobs(items(1)), "fake", config, cache, 100.0, failed_retries=1)
+    assert not again.outcomes[0].cached and again.outcomes[0].record.attempts == 2
     assert len(server.completions()) == 4
     # ... but once failed_retries re-asks are used up the failure is final: nothing is paid.
-    final = mining.mine(text_jobs(items(1)), "fake", config, cache, 5, 100.0, failed_retries=1)
+    final = mining.run_jobs(text_jobs(items(1)), "fake", config, cache, 100.0, failed_retries=1)
     assert final.outcomes[0].cached and final.exhausted == 1 and len(server.completions()) == 4
 
 
@@ -176,20 +157,20 @@ def test_failed_answers_are_asked_again_once_the_backend_is_fixed(server, tmp_pa
     config = settings("openai", server.url)
     cache = AnswerCache(tmp_path)
     jobs = text_jobs(items(6))
-    broken = mining.mine(jobs, "fake", config, cache, 5, 100.0, failed_retries=2)
+    broken = mining.run_jobs(jobs, "fake", config, cache, 100.0, failed_retries=2)
     assert broken.stats.failed == 6 and len(cache) == 6
     server.default_action = "ok"
     before = len(server.completions())
-    fixed = mining.mine(jobs, "fake", config, cache, 5, 100.0, failed_retries=2)
+    fixed = mining.run_jobs(jobs, "fake", config, cache, 100.0, failed_retries=2)
     assert all(o.ok and not o.cached for o in fixed.outcomes)
     assert len(server.completions()) - before == 6  # one request per failed job, no more
-    assert all(o.cached for o in mining.mine(jobs, "fake", config, cache, 5, 100.0).outcomes)
+    assert all(o.cached for o in mining.run_jobs(jobs, "fake", config, cache, 100.0).outcomes)
 
 
 def test_failures_in_a_row_stop_the_backend_early(server, tmp_path):
     server.default_action = "malformed"
     config = settings("openai", server.url, concurrency=4)
-    result = mining.mine(
+    result = mining.run_jobs(
         text_jobs(items(60)),
         "fake",
         config,
@@ -208,7 +189,7 @@ def test_failures_in_a_row_stop_the_backend_early(server, tmp_path):
 def test_refusal_is_recorded_without_repair(server, provider, tmp_path):
     server.script("Item 0 ", ["refusal"])
     result = run(text_jobs(items(1)), settings(provider, server.url), tmp_path)
-    assert result.outcomes[0].record["reason"].startswith("refusal:")
+    assert result.outcomes[0].record.reason.startswith("refusal:")
     assert len(server.completions()) == 1
 
 
@@ -252,8 +233,8 @@ def test_injected_title_yields_valid_output_or_recorded_failure(server, tmp_path
     server.script("HACKED 1", ["hijacked", "ok"])  # the repair turn brings it back
     result = run(text_jobs(rows), settings("anthropic", server.url), tmp_path)
     failed, repaired = result.outcomes
-    assert failed.record["status"] == "failed" and failed.record["interests"] == []
-    assert repaired.ok and parse_answer(repaired.record["answers"][-1], 5).descriptors
+    assert failed.record.status == "failed" and failed.record.fields["interests"] == []
+    assert repaired.ok and parse_answer(repaired.record.answers[-1], 5).descriptors
     # The title reached the model as quoted data inside one intact <item_data> block.
     # Both items are in flight at once: pick item 0's first request, whatever the arrival order.
     texts = [c["body"]["messages"][0]["content"][0]["text"] for c in server.completions()]
@@ -266,7 +247,7 @@ def test_injected_title_yields_valid_output_or_recorded_failure(server, tmp_path
 def test_spending_cap_is_a_hard_limit_at_high_concurrency(server, tmp_path):
     config = settings("openai", server.url, concurrency=32, price_input_per_mtok=1000.0)
     jobs = text_jobs(items(200))
-    runner = mining.Runner("fake", config, None, AnswerCache(tmp_path), 5, 1.0, 0)
+    runner = mining.Runner("fake", config, None, AnswerCache(tmp_path), 1.0, 0)
     bound = runner.job_cost_bound(jobs[0].prompt)
     cap = 12.5 * bound  # room for a dozen jobs at their worst, many more at their real cost
     result = run(jobs, config, tmp_path / "cache", cap=cap)
@@ -285,10 +266,10 @@ def test_job_cost_bound_covers_the_tokens_billed(server, tmp_path):
     config = settings("anthropic", server.url)
     jobs = text_jobs(items(2, "Item {i} lip oil with a long title " + "x" * 300))
     result = run(jobs, config, tmp_path)
-    runner = mining.Runner("fake", config, None, AnswerCache(tmp_path), 5, 1.0, 0)
+    runner = mining.Runner("fake", config, None, AnswerCache(tmp_path), 1.0, 0)
     for outcome in result.outcomes:
         record = outcome.record
-        cost = runner.cost(record["input_tokens"], record["output_tokens"])
+        cost = runner.cost(record.input_tokens, record.output_tokens)
         assert cost <= runner.job_cost_bound(outcome.job.prompt)
 
 
@@ -305,7 +286,7 @@ def test_no_api_key_in_records_cache_or_logs(server, tmp_path, caplog):
     server.script("Item 2 ", ["refusal"])
     result = run(text_jobs(items(3)), settings("anthropic", server.url), tmp_path / "cache")
     out = tmp_path / "raw.jsonl"
-    out.write_text("".join(json.dumps(o.record) + "\n" for o in result.outcomes))
+    out.write_text("".join(json.dumps(o.record.to_json()) + "\n" for o in result.outcomes))
     texts = [p.read_text() for p in tmp_path.rglob("*") if p.is_file()]
     assert len(texts) >= 4 and all(KEY not in text for text in texts)
     assert KEY not in caplog.text and KEY not in json.dumps(result.stats.as_dict())
@@ -316,10 +297,10 @@ def test_batch_mode_answers_repairs_and_caches(server, provider, tmp_path):
     server.script("Item 1 ", ["malformed", "ok"])
     config = settings(provider, server.url, batch=True)
     cache = AnswerCache(tmp_path / "cache")
-    result = llm_batches.mine_batch(text_jobs(items(4)), "fake", config, cache, 5, 100.0, tmp_path)
+    result = llm_batches.run_batch(text_jobs(items(4)), "fake", config, cache, 100.0, tmp_path)
     assert all(o.ok for o in result.outcomes) and result.stats.repairs == 1
     assert not (tmp_path / "batches" / "fake.json").exists()
-    again = llm_batches.mine_batch(text_jobs(items(4)), "fake", config, cache, 5, 100.0, tmp_path)
+    again = llm_batches.run_batch(text_jobs(items(4)), "fake", config, cache, 100.0, tmp_path)
     assert all(o.cached for o in again.outcomes)
     batch_posts = [r for r in server.requests if r["action"] == "batch"]
     assert len(batch_posts) == 1
@@ -333,14 +314,16 @@ def test_batch_mode_resumes_a_submitted_batch_by_id(server, tmp_path):
     config = settings("anthropic", server.url, batch=True)
     jobs = text_jobs(items(3))
     bodies = {
-        mining.job_key("fake", config, j.prompt): llm_backends.request_body(config, j.prompt)
+        mining.job_key("fake", config, j.prompt): llm_backends.provider_of(config).request_body(
+            config, j.prompt
+        )
         for j in jobs
     }
 
     async def submit() -> str:  # the run that submitted this batch was killed before polling
         client = llm_backends.make_client(config)
         try:
-            return await llm_batches._submit(client, "anthropic", bodies)
+            return await llm_backends.PROVIDERS["anthropic"].submit_batch(client, bodies)
         finally:
             await client.close()
 
@@ -349,7 +332,7 @@ def test_batch_mode_resumes_a_submitted_batch_by_id(server, tmp_path):
     state.parent.mkdir(parents=True)
     state.write_text(json.dumps({"batch_id": batch_id}))
     cache = AnswerCache(tmp_path / "cache")
-    result = llm_batches.mine_batch(jobs, "fake", config, cache, 5, 100.0, tmp_path)
+    result = llm_batches.run_batch(jobs, "fake", config, cache, 100.0, tmp_path)
     assert all(o.ok for o in result.outcomes)
     assert len([r for r in server.requests if r["action"] == "batch"]) == 1  # no resubmission
 
@@ -357,15 +340,15 @@ def test_batch_mode_resumes_a_submitted_batch_by_id(server, tmp_path):
 def test_batch_mode_submits_only_what_fits_under_the_cap_and_reasks_failures(server, tmp_path):
     config = settings("openai", server.url, batch=True, price_input_per_mtok=1000.0)
     jobs = text_jobs(items(5))
-    runner = mining.Runner("fake", config, None, AnswerCache(tmp_path), 5, 1.0, 0)
+    runner = mining.Runner("fake", config, None, AnswerCache(tmp_path), 1.0, 0)
     cap = 2.5 * runner.job_cost_bound(jobs[0].prompt)
     cache = AnswerCache(tmp_path / "cache")
-    result = llm_batches.mine_batch(jobs, "fake", config, cache, 5, cap, tmp_path)
+    result = llm_batches.run_batch(jobs, "fake", config, cache, cap, tmp_path)
     assert result.cap_reached and len(result.outcomes) == 2 and result.stats.cost_usd <= cap
     assert len(cache) == 2
     server.script("Item 2 ", ["malformed", "malformed"])
-    again = llm_batches.mine_batch(jobs, "fake", config, cache, 5, 100.0, tmp_path)
+    again = llm_batches.run_batch(jobs, "fake", config, cache, 100.0, tmp_path)
     assert not again.cap_reached and [o.ok for o in again.outcomes] == [1, 1, 0, 1, 1]
-    fixed = llm_batches.mine_batch(jobs, "fake", config, cache, 5, 100.0, tmp_path, 1)
+    fixed = llm_batches.run_batch(jobs, "fake", config, cache, 100.0, tmp_path, 1)
     assert all(o.ok for o in fixed.outcomes)
     assert [o.cached for o in fixed.outcomes] == [True, True, False, True, True]

@@ -24,7 +24,7 @@ from test_mining_llm import items, settings, text_jobs
 from deepinterestgr.llm import runner as mining
 from deepinterestgr.llm.cache import AnswerCache
 config = settings("openai", {url!r})
-mining.mine(text_jobs(items({n})), "fake", config, AnswerCache({cache!r}), 5, 100.0)
+mining.run_jobs(text_jobs(items({n})), "fake", config, AnswerCache({cache!r}), 100.0)
 """
 
 
@@ -66,7 +66,7 @@ def test_sigkill_mid_run_then_resume_pays_nothing_twice(tmp_path, monkeypatch):
         # Only whole answers: every stored file parses (a torn write leaves only a .tmp file).
         assert all(cache.get(path.stem) for path in cache_dir.rglob("*.json"))
 
-        result = mining.mine(jobs, "fake", config, cache, 5, 100.0)
+        result = mining.run_jobs(jobs, "fake", config, cache, 100.0)
         asked_again = [
             r["body"]["messages"][1]["content"][0]["text"]
             for r in server.completions()[before_kill:]

@@ -21,7 +21,13 @@ def run_stage(stage: str, cwd: Path) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=300,
-        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+        # As dvc.yaml runs stages: this checkout's library first, not an editable install's.
+        env={
+            "OMP_NUM_THREADS": "1",
+            "PATH": "/usr/bin:/bin",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": str(ROOT / "src"),
+        },
     )
 
 

@@ -203,16 +203,12 @@ class OfflineJudgeParams:
 
 @dataclass(frozen=True)
 class LLMJudgeParams:
-    provider: Literal["anthropic", "openai", "openai_compatible"]  # API of the judge model
-    model: str  # model name; part of the answer cache key
-    base_url: str | None  # server URL (openai_compatible: vLLM, Ollama, ...); null = provider's
-    api_key_env: str | None  # environment variable holding the API key (never the key itself)
+    # A name in mine.llms: provider, model, key, retries, rate limit and prices come from it
+    backend: str
     prompt_version: str  # judge prompt version (llm_judge.JUDGE_PROMPTS); part of the cache key
-    max_tokens: int  # answer token limit per item
-    temperature: float  # sampling temperature (0 = as deterministic as the provider allows)
-    timeout_s: float  # per-request timeout
-    concurrency: int  # requests in flight
-    max_retries: int  # retries of a 429 / 5xx / timeout, with exponential backoff and jitter
+    max_tokens: int  # answer token limit per item (a judgement is short); part of the cache key
+    spending_cap_usd: float  # hard cap per run of the judge (cached answers are free)
+    failed_retries: int  # reruns that ask an item again after its cached answer failed
     max_failure_rate: float  # share of items without a usable answer before the stage fails
 
 
@@ -569,16 +565,15 @@ def _validate_label(p: LabelParams) -> Problems:
     yield from _share({"threshold": p.threshold, "empty_quality": p.empty_quality})
     yield from _validate_text_template("evidence", p.evidence)
     j = p.llm_judge
+    yield from _at_least(1, {"llm_judge.max_tokens": j.max_tokens})
     yield from _at_least(
-        1, {"llm_judge.max_tokens": j.max_tokens, "llm_judge.concurrency": j.concurrency}
+        0,
+        {
+            "llm_judge.spending_cap_usd": j.spending_cap_usd,
+            "llm_judge.failed_retries": j.failed_retries,
+        },
     )
-    yield from _at_least(
-        0, {"llm_judge.max_retries": j.max_retries, "llm_judge.temperature": j.temperature}
-    )
-    yield from _above(0, {"llm_judge.timeout_s": j.timeout_s})
     yield from _share({"llm_judge.max_failure_rate": j.max_failure_rate})
-    if j.api_key_env is None and j.provider != "openai_compatible":
-        yield "llm_judge.api_key_env", f"null, but provider {j.provider} needs a key"
     c = p.classifier
     yield from _above(0, {"classifier.C": c.C, "classifier.learning_rate": c.learning_rate})
     yield from _at_least(1, {"classifier.max_iter": c.max_iter})
@@ -843,6 +838,12 @@ def load_all(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
             raise ConfigError(f"{path}: missing section '{section}'")
         sections[section] = build(cls, data[section], f"{Path(path).name}:{section}")
         validate(section, sections[section], path)
+    judge_backend, llms = sections["label"].llm_judge.backend, sections["mine"].llms
+    if judge_backend not in llms:
+        raise ConfigError(
+            f"{Path(path).name}:label.llm_judge.backend: unknown backend '{judge_backend}' "
+            f"(known: the names in mine.llms: {', '.join(llms) or 'none'})"
+        )
     selection = SELECTION_METRIC.fullmatch(sections["sft"].selection.metric)
     beams = sections["evaluate"].num_beams
     if selection and selection.group(2) and int(selection.group(2)) > beams:

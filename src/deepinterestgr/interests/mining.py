@@ -52,7 +52,7 @@ from deepinterestgr.interests.prompts import (
 )
 from deepinterestgr.llm.backends import MissingKeyError, read_api_key
 from deepinterestgr.llm.cache import AnswerCache
-from deepinterestgr.llm.runner import Job, MiningResult, mine
+from deepinterestgr.llm.runner import Job, Outcome, RunResult, run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class MiningFailed(RuntimeError, PipelineError):
 class MineOutput:
     items: list[ItemInterests]  # one per item, item_id order, merged across backends
     users: list[UserInterests]  # one per user, user_id order
-    raw: dict[str, list[dict[str, Any]]]  # backend name -> raw records (reasoning, answers)
+    raw: dict[str, tuple[Outcome, ...]]  # LLM backend name -> its answers (reasoning, texts)
     stats: dict[str, dict[str, Any]]  # backend name -> counters (tokens, cost, failures)
     rejected: list[Rejection] = field(default_factory=list)  # descriptors screened out
 
@@ -120,35 +120,26 @@ def model_tag(name: str, llm: LLMParams, job: Job) -> str:
 
 
 def _collect(
-    result: MiningResult, name: str, llm: LLMParams
-) -> tuple[list[list[ItemInterests]], list[UserInterests], list[dict[str, Any]]]:
+    result: RunResult, name: str, llm: LLMParams
+) -> tuple[list[list[ItemInterests]], list[UserInterests]]:
     """Answered interests as rows, one row list per item miner (text, image) and one for
-    users; failed jobs contribute nothing. Also the raw records, in job order."""
+    users; failed jobs contribute nothing."""
     item_rows: dict[str, list[ItemInterests]] = {}
     user_rows: list[UserInterests] = []
-    raw = []
     for outcome in result.outcomes:
         job = outcome.job
-        raw.append(
-            {
-                "target": job.target,
-                "target_id": job.target_id,
-                "cached": outcome.cached,
-                **outcome.record,
-            }
-        )
         if not outcome.ok:
             continue
         tag = model_tag(name, llm, job)
         interests = tuple(
             Interest(d["descriptor"], float(d["confidence"]), (tag,))
-            for d in outcome.record["interests"]
+            for d in outcome.record.fields["interests"]
         )
         if job.target == "item":
             item_rows.setdefault(tag, []).append(ItemInterests(job.target_id, interests))
         else:
             user_rows.append(UserInterests(job.target_id, interests))
-    return list(item_rows.values()), user_rows, raw
+    return list(item_rows.values()), user_rows
 
 
 def check_keys(params: MineParams) -> None:
@@ -165,7 +156,7 @@ def check_keys(params: MineParams) -> None:
         raise MissingKeyError(f"mine.backends: no API key for {'; '.join(missing)}")
 
 
-def _check(name: str, result: MiningResult, spent: float, params: MineParams) -> None:
+def _check(name: str, result: RunResult, spent: float, params: MineParams) -> None:
     stats = result.stats
     retry = (
         f"failed answers are cached and asked again on the next {params.failed_retries} "
@@ -229,7 +220,7 @@ def mine_interests(
         rejected.extend(dropped)
         return kept
 
-    raw: dict[str, list[dict[str, Any]]] = {}
+    raw: dict[str, tuple[Outcome, ...]] = {}
     stats: dict[str, dict[str, Any]] = {}
     check_keys(params)
     cache = AnswerCache(params.cache_dir)
@@ -261,32 +252,31 @@ def mine_interests(
         jobs = build_jobs(llm, params, items, users, image_dir)
         cap_left = params.spending_cap_usd - spent
         if llm.batch:
-            from deepinterestgr.llm.batches import mine_batch
+            from deepinterestgr.llm.batches import run_batch
 
-            result = mine_batch(
+            result = run_batch(
                 jobs,
                 name,
                 llm,
                 cache,
-                params.max_descriptors,
                 cap_left,
                 Path(params.cache_dir),
                 failed_retries=params.failed_retries,
             )
         else:
-            result = mine(
+            result = run_jobs(
                 jobs,
                 name,
                 llm,
                 cache,
-                params.max_descriptors,
                 cap_left,
                 seed,
                 failed_retries=params.failed_retries,
                 max_consecutive_failures=params.max_consecutive_failures,
             )
         spent += result.stats.cost_usd
-        miners, user_rows, raw[name] = _collect(result, name, llm)
+        miners, user_rows = _collect(result, name, llm)
+        raw[name] = result.outcomes
         item_sources.extend(screened(rows, "item") for rows in miners)
         user_sources.append(screened(user_rows, "user"))
         stats[name] = result.stats.as_dict()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from deepinterestgr.common.io import Item
+from deepinterestgr.llm.prompt import AnswerRejected, ImagePart, Prompt
 
 PromptKind = Literal["item_text", "item_image", "user_history"]
 
@@ -75,7 +76,7 @@ PERSON_WORDS = frozenset(
 )
 
 
-class AnswerError(ValueError):
+class AnswerError(AnswerRejected):
     """An LLM answer does not satisfy the answer schema; the message is the reason."""
 
 
@@ -93,38 +94,35 @@ class Answer:
 
 
 @dataclass(frozen=True)
-class ImagePart:
-    """An image for a multimodal model: inline bytes (base64) or a public URL."""
+class MiningAnswer:
+    """The answer format of every mining prompt (:class:`~deepinterestgr.llm.prompt.AnswerFormat`):
+    :data:`ANSWER_SCHEMA`, checked by :func:`parse_answer` with at most ``max_descriptors``."""
 
-    media_type: str  # e.g. "image/png"; empty for a URL
-    data_base64: str | None
-    url: str | None
+    max_descriptors: int
+    schema_name: str = SCHEMA_NAME
 
+    @property
+    def json_schema(self) -> dict[str, Any]:
+        return ANSWER_SCHEMA
 
-@dataclass(frozen=True)
-class Prompt:
-    """A rendered, provider-neutral request: ``system`` rules and one user turn."""
-
-    kind: PromptKind
-    version: str
-    system: str
-    user: str
-    image: ImagePart | None = None
-
-    def cache_payload(self) -> dict[str, Any]:
-        """Everything that determines the answer (the cache key hashes it)."""
-        image = None
-        if self.image is not None:
-            image = {"media_type": self.image.media_type, "data": self.image.data_base64}
-            image["url"] = self.image.url
+    def read(self, text: str) -> dict[str, Any]:
+        parsed = parse_answer(text, self.max_descriptors)
         return {
-            "kind": self.kind,
-            "version": self.version,
-            "system": self.system,
-            "user": self.user,
-            "image": image,
-            "schema": ANSWER_SCHEMA,
+            "reasoning": parsed.reasoning,
+            "interests": [
+                {"descriptor": d.text, "confidence": d.confidence} for d in parsed.descriptors
+            ],
+            "dropped": list(parsed.dropped),
         }
+
+    def failed_fields(self) -> dict[str, Any]:
+        return {"reasoning": None, "interests": [], "dropped": []}
+
+    def unanswered_fields(self) -> dict[str, Any]:
+        return {"interests": []}
+
+    def repair_message(self, error: str) -> str:
+        return repair_message(error)
 
 
 # --------------------------------------------------------------------------- rules
@@ -220,6 +218,7 @@ def item_text_prompt(item: Item, version: str, max_descriptors: int, max_chars: 
         version=version,
         system=system.format(max_descriptors=max_descriptors),
         user=user.format(item=quote_data(item_fields(item, max_chars))),
+        answer=MiningAnswer(max_descriptors),
     )
 
 
@@ -230,6 +229,7 @@ def item_image_prompt(item: Item, image: ImagePart, version: str, max_descriptor
         version=version,
         system=system.format(max_descriptors=max_descriptors),
         user=user.format(item=quote_data({"title": item.title or ""})),
+        answer=MiningAnswer(max_descriptors),
         image=image,
     )
 
@@ -251,6 +251,7 @@ def user_history_prompt(
         version=version,
         system=system.format(max_descriptors=max_descriptors),
         user=user.format(history="\n".join(quote_data(line).replace("\n", "") for line in lines)),
+        answer=MiningAnswer(max_descriptors),
     )
 
 

@@ -1,11 +1,13 @@
-"""LLM providers behind one call: Anthropic Messages, OpenAI chat completions, and any
-OpenAI-compatible server (vLLM, Ollama, a local gateway) at a configurable ``base_url``.
+"""LLM providers, one object per wire format: Anthropic Messages, OpenAI chat completions, and
+any OpenAI-compatible server (vLLM, Ollama, a local gateway) at a configurable ``base_url``.
 
-Each provider turns a :class:`~deepinterestgr.interests.prompts.Prompt` into its own wire format
-(structured JSON-schema output where the provider has it, images as its own content part)
-and its answer into a :class:`Completion`. The same request body serves a live call and a
-line of a batch job, and the same parser reads a live answer and a batch result, so both
-paths agree byte for byte.
+Each :class:`Provider` turns a :class:`~deepinterestgr.llm.prompt.Prompt` into its own request
+body (structured JSON-schema output from the prompt's answer format where the provider has
+it, images as its own content part), reads its answer into a :class:`Completion`, and speaks
+its batch API where it has one. The same request body serves a live call and a line of a
+batch job, and the same parser reads a live answer and a batch result, so both paths agree
+byte for byte. A new wire format is one new :class:`Provider` subclass listed in
+:data:`PROVIDERS`, and its name among the choices of ``LLMParams.provider`` (params.py).
 
 API keys are read from the environment variable named in params at client construction and
 go nowhere else: not into request bodies we log, cache keys, records or error messages.
@@ -15,26 +17,25 @@ owns retries so it can honour ``retry-after`` and count every attempt.
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
+import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from deepinterestgr.common.errors import PipelineError
-from deepinterestgr.interests.prompts import (
-    ANSWER_SCHEMA,
-    SCHEMA_NAME,
-    ImagePart,
-    Prompt,
-    repair_message,
-)
+from deepinterestgr.llm.prompt import ImagePart, Prompt
 
-PROVIDERS = ("anthropic", "openai", "openai_compatible")
+log = logging.getLogger(__name__)
+
 # OpenAI-compatible servers started without authentication still need a non-empty key.
 _KEYLESS_PLACEHOLDER = "not-needed"
 
 
 class LLMSettings(Protocol):
-    """What a backend needs from its params entry (see ``LLMParams`` in params.py)."""
+    """What a provider needs from its params entry (see ``LLMParams`` in params.py)."""
 
     provider: str
     model: str
@@ -69,40 +70,237 @@ class MissingKeyError(RuntimeError, PipelineError):
     """The environment variable that should hold an API key is unset."""
 
 
-def read_api_key(settings: LLMSettings) -> str:
-    """The key from ``os.environ[settings.api_key_env]``; keyless servers get a placeholder."""
-    if settings.api_key_env is None:
-        if settings.provider != "openai_compatible":
-            raise MissingKeyError(f"{settings.provider}: params must name api_key_env")
-        return _KEYLESS_PLACEHOLDER
-    key = os.environ.get(settings.api_key_env)
-    if not key:
-        raise MissingKeyError(
-            f"{settings.provider} model {settings.model}: environment variable "
-            f"{settings.api_key_env} is not set"
-        )
-    return key
+@dataclass(frozen=True)
+class RepairTurn:
+    """The one repair attempt: the unusable first answer, and the user turn naming why."""
+
+    failed_answer: str
+    message: str
 
 
-def make_client(settings: LLMSettings) -> Any:
-    """An async SDK client with its own retries off (mining retries with backoff)."""
-    # The SDKs load here, not at import: a pipeline without LLM backends never pays for them.
-    import anthropic
-    import openai
+class Provider:
+    """One wire format: client, request body, answer parser, batch API."""
 
-    key = read_api_key(settings)
-    if settings.provider == "anthropic":
-        return anthropic.AsyncAnthropic(
-            api_key=key, base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s
-        )
-    if settings.provider in ("openai", "openai_compatible"):
+    name: ClassVar[str]
+    needs_key: ClassVar[bool] = True  # a keyless (local) server is reachable without one
+    has_batches: ClassVar[bool] = False
+    path: ClassVar[str]  # the completion endpoint, relative to the SDK's base URL
+
+    def make_client(self, key: str, settings: LLMSettings) -> Any:
+        """An async SDK client with its own retries off (the runner retries with backoff)."""
+        # The SDKs load here, not at import: a pipeline without LLM backends never pays for them.
+        import openai
+
         return openai.AsyncOpenAI(
             api_key=key, base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s
         )
-    raise ValueError(f"unknown provider '{settings.provider}' (known: {', '.join(PROVIDERS)})")
+
+    def request_body(
+        self, settings: LLMSettings, prompt: Prompt, repair: RepairTurn | None = None
+    ) -> dict[str, Any]:
+        """The JSON request body (no credentials); with ``repair``, the repair attempt: the
+        first answer as the assistant turn, then a user turn naming what was wrong."""
+        raise NotImplementedError
+
+    def parse(self, response: dict[str, Any]) -> Completion:
+        """Read a response JSON (a live answer or one batch result) into a Completion."""
+        raise NotImplementedError
+
+    async def submit_batch(self, client: Any, bodies: dict[str, dict[str, Any]]) -> str:
+        """Submit ``custom_id -> body`` as one batch; its id."""
+        raise ValueError(f"provider {self.name} has no batch API")
+
+    async def poll_batch(self, client: Any, batch_id: str) -> tuple[Any, str | None]:
+        """(the batch, None) once it ended, else (the batch, its status)."""
+        raise ValueError(f"provider {self.name} has no batch API")
+
+    async def batch_results(self, client: Any, batch: Any) -> dict[str, dict[str, Any] | None]:
+        """custom_id -> response JSON (None for an errored or expired request)."""
+        raise ValueError(f"provider {self.name} has no batch API")
 
 
-# --------------------------------------------------------------------------- request bodies
+def _repair_messages(repair: RepairTurn | None) -> list[dict[str, Any]]:
+    if repair is None:
+        return []
+    return [
+        {"role": "assistant", "content": repair.failed_answer or "(empty)"},
+        {"role": "user", "content": repair.message},
+    ]
+
+
+class AnthropicProvider(Provider):
+    name = "anthropic"
+    has_batches = True
+    path = "/v1/messages"  # Anthropic's base URL has no /v1
+
+    def make_client(self, key: str, settings: LLMSettings) -> Any:
+        import anthropic
+
+        return anthropic.AsyncAnthropic(
+            api_key=key, base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s
+        )
+
+    def request_body(
+        self, settings: LLMSettings, prompt: Prompt, repair: RepairTurn | None = None
+    ) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        if prompt.image is not None:
+            content.append(_anthropic_image(prompt.image))
+        content.append({"type": "text", "text": prompt.user})
+        body: dict[str, Any] = {
+            "model": settings.model,
+            "max_tokens": settings.max_tokens,
+            "temperature": settings.temperature,
+            "system": prompt.system,
+            "messages": [{"role": "user", "content": content}, *_repair_messages(repair)],
+        }
+        if settings.structured_output:
+            schema = prompt.answer.json_schema
+            body["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        return body
+
+    def parse(self, response: dict[str, Any]) -> Completion:
+        text = "".join(
+            block.get("text", "")
+            for block in response.get("content") or []
+            if block.get("type") == "text"
+        )
+        usage = response.get("usage") or {}
+        stop = response.get("stop_reason")
+        return Completion(
+            text=text,
+            refusal="model refused (stop_reason=refusal)" if stop == "refusal" else None,
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0),
+            stop_reason=stop,
+        )
+
+    async def submit_batch(self, client: Any, bodies: dict[str, dict[str, Any]]) -> str:
+        batch = await client.messages.batches.create(
+            requests=[{"custom_id": key, "params": body} for key, body in bodies.items()]
+        )
+        return batch.id
+
+    async def poll_batch(self, client: Any, batch_id: str) -> tuple[Any, str | None]:
+        batch = await client.messages.batches.retrieve(batch_id)
+        ended = batch.processing_status == "ended"
+        return batch, None if ended else batch.processing_status
+
+    async def batch_results(self, client: Any, batch: Any) -> dict[str, dict[str, Any] | None]:
+        out: dict[str, dict[str, Any] | None] = {}
+        async for entry in await client.messages.batches.results(batch.id):
+            ok = entry.result.type == "succeeded"
+            out[entry.custom_id] = entry.result.message.model_dump() if ok else None
+        return out
+
+
+class OpenAICompatibleProvider(Provider):
+    """Chat completions at any ``base_url``: vLLM, Ollama, gateways. No batch API assumed."""
+
+    name = "openai_compatible"
+    needs_key = False
+    path = "/chat/completions"  # the base URL ends in /v1
+    token_field = "max_tokens"  # what compatible servers know
+
+    def request_body(
+        self, settings: LLMSettings, prompt: Prompt, repair: RepairTurn | None = None
+    ) -> dict[str, Any]:
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt.user}]
+        if prompt.image is not None:
+            content.append(_openai_image(prompt.image))
+        body: dict[str, Any] = {
+            "model": settings.model,
+            "temperature": settings.temperature,
+            "messages": [
+                {"role": "system", "content": prompt.system},
+                {"role": "user", "content": content},
+                *_repair_messages(repair),
+            ],
+        }
+        body[self.token_field] = settings.max_tokens
+        if settings.structured_output:
+            answer = prompt.answer
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": answer.schema_name,
+                    "schema": answer.json_schema,
+                    "strict": True,
+                },
+            }
+        return body
+
+    def parse(self, response: dict[str, Any]) -> Completion:
+        choices = response.get("choices") or [{}]
+        message = choices[0].get("message") or {}
+        stop = choices[0].get("finish_reason")
+        refusal = message.get("refusal")
+        if refusal is None and stop == "content_filter":
+            refusal = "answer withheld (finish_reason=content_filter)"
+        usage = response.get("usage") or {}
+        return Completion(
+            text=message.get("content") or "",
+            refusal=refusal,
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            stop_reason=stop,
+        )
+
+
+class OpenAIProvider(OpenAICompatibleProvider):
+    """OpenAI itself: a key is required, the batch API exists."""
+
+    name = "openai"
+    needs_key = True
+    has_batches = True
+    token_field = "max_completion_tokens"  # OpenAI's newer models take only this one
+    _DONE = ("completed", "failed", "expired", "cancelled")
+
+    async def submit_batch(self, client: Any, bodies: dict[str, dict[str, Any]]) -> str:
+        lines = "".join(
+            json.dumps(
+                {"custom_id": key, "method": "POST", "url": "/v1/chat/completions", "body": body}
+            )
+            + "\n"
+            for key, body in bodies.items()
+        )
+        upload = await client.files.create(
+            file=("batch.jsonl", io.BytesIO(lines.encode("utf-8"))), purpose="batch"
+        )
+        batch = await client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        return batch.id
+
+    async def poll_batch(self, client: Any, batch_id: str) -> tuple[Any, str | None]:
+        batch = await client.batches.retrieve(batch_id)
+        return batch, None if batch.status in self._DONE else batch.status
+
+    async def batch_results(self, client: Any, batch: Any) -> dict[str, dict[str, Any] | None]:
+        out: dict[str, dict[str, Any] | None] = {}
+        if batch.output_file_id:
+            content = await client.files.content(batch.output_file_id)
+            for line in content.text.splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    response = entry.get("response") or {}
+                    ok = response.get("status_code") == 200
+                    out[entry["custom_id"]] = response.get("body") if ok else None
+        return out
+
+
+PROVIDERS: dict[str, Provider] = {
+    p.name: p for p in (AnthropicProvider(), OpenAIProvider(), OpenAICompatibleProvider())
+}
+
+
+def provider_of(settings: LLMSettings) -> Provider:
+    """The provider object that ``settings.provider`` names."""
+    try:
+        return PROVIDERS[settings.provider]
+    except KeyError:
+        known = ", ".join(PROVIDERS)
+        raise ValueError(f"unknown provider '{settings.provider}' (known: {known})") from None
 
 
 def _anthropic_image(image: ImagePart) -> dict[str, Any]:
@@ -119,109 +317,25 @@ def _openai_image(image: ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-def request_body(
-    settings: LLMSettings,
-    prompt: Prompt,
-    failed_answer: str | None = None,
-    error: str | None = None,
-) -> dict[str, Any]:
-    """The provider's JSON request body (no credentials).
-
-    With ``failed_answer`` and ``error`` the body is the repair attempt: the first answer as
-    the assistant turn, then a user turn naming what was wrong.
-    """
-    repair = (
-        []
-        if failed_answer is None
-        else [
-            {"role": "assistant", "content": failed_answer or "(empty)"},
-            {"role": "user", "content": repair_message(error or "unusable answer")},
-        ]
-    )
-    if settings.provider == "anthropic":
-        content: list[dict[str, Any]] = []
-        if prompt.image is not None:
-            content.append(_anthropic_image(prompt.image))
-        content.append({"type": "text", "text": prompt.user})
-        body: dict[str, Any] = {
-            "model": settings.model,
-            "max_tokens": settings.max_tokens,
-            "temperature": settings.temperature,
-            "system": prompt.system,
-            "messages": [{"role": "user", "content": content}, *repair],
-        }
-        if settings.structured_output:
-            body["output_config"] = {"format": {"type": "json_schema", "schema": ANSWER_SCHEMA}}
-        return body
-    content = [{"type": "text", "text": prompt.user}]
-    if prompt.image is not None:
-        content.append(_openai_image(prompt.image))
-    body = {
-        "model": settings.model,
-        "temperature": settings.temperature,
-        "messages": [
-            {"role": "system", "content": prompt.system},
-            {"role": "user", "content": content},
-            *repair,
-        ],
-    }
-    # OpenAI's newer models take max_completion_tokens; compatible servers know max_tokens.
-    token_field = "max_completion_tokens" if settings.provider == "openai" else "max_tokens"
-    body[token_field] = settings.max_tokens
-    if settings.structured_output:
-        body["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": SCHEMA_NAME, "schema": ANSWER_SCHEMA, "strict": True},
-        }
-    return body
-
-
-# --------------------------------------------------------------------------- answers
-
-
-def parse_completion(provider: str, response: dict[str, Any]) -> Completion:
-    """Read a provider's response JSON (a live answer or one batch result) into a Completion."""
-    if provider == "anthropic":
-        text = "".join(
-            block.get("text", "")
-            for block in response.get("content") or []
-            if block.get("type") == "text"
+def read_api_key(settings: LLMSettings) -> str:
+    """The key from ``os.environ[settings.api_key_env]``; keyless servers get a placeholder."""
+    provider = provider_of(settings)
+    if settings.api_key_env is None:
+        if provider.needs_key:
+            raise MissingKeyError(f"{settings.provider}: params must name api_key_env")
+        return _KEYLESS_PLACEHOLDER
+    key = os.environ.get(settings.api_key_env)
+    if not key:
+        raise MissingKeyError(
+            f"{settings.provider} model {settings.model}: environment variable "
+            f"{settings.api_key_env} is not set"
         )
-        usage = response.get("usage") or {}
-        stop = response.get("stop_reason")
-        return Completion(
-            text=text,
-            refusal="model refused (stop_reason=refusal)" if stop == "refusal" else None,
-            input_tokens=int(usage.get("input_tokens") or 0),
-            output_tokens=int(usage.get("output_tokens") or 0),
-            stop_reason=stop,
-        )
-    choices = response.get("choices") or [{}]
-    message = choices[0].get("message") or {}
-    stop = choices[0].get("finish_reason")
-    refusal = message.get("refusal")
-    if refusal is None and stop == "content_filter":
-        refusal = "answer withheld (finish_reason=content_filter)"
-    usage = response.get("usage") or {}
-    return Completion(
-        text=message.get("content") or "",
-        refusal=refusal,
-        input_tokens=int(usage.get("prompt_tokens") or 0),
-        output_tokens=int(usage.get("completion_tokens") or 0),
-        stop_reason=stop,
-    )
+    return key
 
 
-# Request paths relative to each SDK's base URL (Anthropic's base URL has no /v1; OpenAI's has).
-_PATHS = {
-    "anthropic": "/v1/messages",
-    "openai": "/chat/completions",
-    "openai_compatible": "/chat/completions",
-}
-
-
-# Fields every SDK version names as arguments; anything else travels in ``extra_body``.
-_TYPED_ARGUMENTS = frozenset(("model", "max_tokens", "messages", "system"))
+def make_client(settings: LLMSettings) -> Any:
+    """An async SDK client for ``settings`` with the key from the environment."""
+    return provider_of(settings).make_client(read_api_key(settings), settings)
 
 
 async def complete(client: Any, settings: LLMSettings, body: dict[str, Any]) -> Completion:
@@ -231,22 +345,22 @@ async def complete(client: Any, settings: LLMSettings, body: dict[str, Any]) -> 
     error classes) but not through ``messages.create`` / ``chat.completions.create``: their
     per-call request transformation and response models cost about 10 ms of CPU per request
     (measured), which at 32 requests in flight is a large share of the throughput bound,
-    and the answer is read as plain JSON by :func:`parse_completion` anyway.
+    and the answer is read as plain JSON by the provider's parser anyway.
     """
-    post = getattr(client, "post", None)
-    if post is not None:
-        response = await post(_PATHS[settings.provider], cast_to=object, body=body)
-        return parse_completion(settings.provider, response)
-    # A client offering only the typed methods (a stand-in): same body, same parser.
-    create = (
-        client.messages.create
-        if settings.provider == "anthropic"
-        else (client.chat.completions.create)
-    )
-    known = {k: v for k, v in body.items() if k in _TYPED_ARGUMENTS}
-    extra = {k: v for k, v in body.items() if k not in _TYPED_ARGUMENTS}
-    answer = await create(**known, extra_body=extra or None)
-    return parse_completion(settings.provider, answer.model_dump())
+    provider = provider_of(settings)
+    response = await client.post(provider.path, cast_to=object, body=body)
+    return provider.parse(response)
+
+
+async def wait_for_batch(client: Any, settings: LLMSettings, batch_id: str, poll_s: float) -> Any:
+    """Poll a batch every ``poll_s`` seconds until it ended; the ended batch."""
+    provider = provider_of(settings)
+    while True:
+        batch, status = await provider.poll_batch(client, batch_id)
+        if status is None:
+            return batch
+        log.info("batch %s: %s; next poll in %.0f s", batch_id, status, poll_s)
+        await asyncio.sleep(poll_s)
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -1,6 +1,6 @@
-"""Run mining jobs against one LLM backend: bounded concurrency, retries, cache, cost.
+"""Run LLM jobs against one backend: bounded concurrency, retries, cache, cost.
 
-A :class:`Job` is one prompt about one item or user. :func:`mine` answers a list of jobs:
+A :class:`Job` is one prompt about one item or user. :func:`run_jobs` answers a list of jobs:
 
 1. Jobs whose answer is in the :class:`~deepinterestgr.llm.cache.AnswerCache` are served
    from it (no request, no cost). A cached *failed* answer does not block a retry: a job is
@@ -13,8 +13,9 @@ A :class:`Job` is one prompt about one item or user. :func:`mine` answers a list
    logged at INFO), else exponential backoff ``min(backoff_max_s, backoff_base_s *
    2**attempt)`` with jitter in [50 %, 100 %] (so clients that failed together do not retry
    together).
-4. An answer that fails :func:`~deepinterestgr.interests.prompts.parse_answer` gets one repair turn;
-   if that fails too, or the model refused, the job is recorded failed with its reason.
+4. An answer that fails its prompt's check (:meth:`~deepinterestgr.llm.prompt.AnswerFormat.read`)
+   gets one repair turn; if that fails too, or the model refused, the job is recorded failed
+   with its reason.
    Answers, failed or not, are paid for, so they are cached at once, each in its own file.
 5. The spending cap is a hard limit: before a job starts, the most it can cost (its first
    request and a repair turn, each with every input token the body can hold and
@@ -29,6 +30,9 @@ A :class:`Job` is one prompt about one item or user. :func:`mine` answers a list
 Transient failures that outlast the retries are recorded failed but *not* cached, so the
 next run asks again. Authentication errors abort at once: every other request would fail
 the same way.
+
+The runner knows no task: interest mining and the label stage's judge both send it jobs whose
+prompts carry their own answer format.
 """
 
 from __future__ import annotations
@@ -46,15 +50,16 @@ from typing import Any, Literal, Protocol
 from tqdm.auto import tqdm
 
 from deepinterestgr.common.errors import PipelineError
-from deepinterestgr.interests.prompts import AnswerError, Prompt, parse_answer, repair_message
 from deepinterestgr.llm import backends as llm_backends
 from deepinterestgr.llm.cache import AnswerCache, cache_key
+from deepinterestgr.llm.prompt import AnswerRejected, Prompt
+from deepinterestgr.llm.records import AnswerRecord, Record, Unanswered
 
 log = logging.getLogger(__name__)
 
 
-class MiningSettings(llm_backends.LLMSettings, Protocol):
-    """The params of one LLM backend that mining reads (``LLMParams`` in params.py)."""
+class RunnerSettings(llm_backends.LLMSettings, Protocol):
+    """The params of one LLM backend that the runner reads (``LLMParams`` in params.py)."""
 
     concurrency: int
     requests_per_minute: int
@@ -76,12 +81,21 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    """The answer to one job; ``record`` is the raw record (reasoning and answer texts)."""
+    """The answer to one job; ``record`` holds its answer texts and the task's fields."""
 
     job: Job
     ok: bool
     cached: bool
-    record: dict[str, Any]
+    record: Record
+
+    def to_json(self) -> dict[str, Any]:
+        """One line of a raw answers file: the job's target, whether it was cached, the record."""
+        return {
+            "target": self.job.target,
+            "target_id": self.job.target_id,
+            "cached": self.cached,
+            **self.record.to_json(),
+        }
 
 
 @dataclass
@@ -111,7 +125,7 @@ class BackendStats:
 
 
 @dataclass(frozen=True, repr=False)
-class MiningResult:
+class RunResult:
     outcomes: tuple[Outcome, ...]  # one per answered job, in job order
     stats: BackendStats
     cap_reached: bool  # the spending cap stopped the run before every job was answered
@@ -120,7 +134,7 @@ class MiningResult:
     exhausted: int = 0  # failed answers served from the cache: their re-asks are used up
 
     def __repr__(self) -> str:  # asyncio may repr a task's result: keep it short
-        return f"MiningResult({len(self.outcomes):,} outcomes, cap_reached={self.cap_reached})"
+        return f"RunResult({len(self.outcomes):,} outcomes, cap_reached={self.cap_reached})"
 
 
 # An image costs at most this many input tokens with the providers we speak (Anthropic: about
@@ -130,8 +144,8 @@ IMAGE_TOKEN_BOUND = 2_500
 # Tokens a provider adds around the body: message framing and, for structured output, its
 # own instructions for the schema (Anthropic documents a few hundred).
 REQUEST_OVERHEAD_TOKENS = 1_000
-# Bytes of the longest repair turn (the failed answer counts as max_tokens tokens).
-_REPAIR_BYTES = len(repair_message("x" * 300).encode("utf-8"))
+# Longest error message a repair turn quotes (the failed answer counts as max_tokens tokens).
+_LONGEST_REPAIR_REASON = "x" * 300
 
 
 def input_token_bound(body: dict[str, Any]) -> int:
@@ -162,7 +176,7 @@ class AuthenticationFailed(RuntimeError, PipelineError):
     """The provider rejected the credentials; nothing else can succeed."""
 
 
-def job_key(name: str, settings: MiningSettings, prompt: Prompt) -> str:
+def job_key(name: str, settings: RunnerSettings, prompt: Prompt) -> str:
     """Cache key: backend name, provider, model, generation settings and the prompt."""
     return cache_key(
         {
@@ -184,25 +198,24 @@ class _GaveUp(Exception):
 class Runner:
     """One backend's request machinery: rate slots, retries, repair, counters and cost.
 
-    Shared by the worker coroutines of :func:`mine_async` and by the batch path
+    Shared by the worker coroutines of :func:`run_jobs_async` and by the batch path
     (:mod:`deepinterestgr.llm.batches`), which repairs batch answers through it."""
 
     def __init__(
         self,
         name: str,
-        settings: MiningSettings,
+        settings: RunnerSettings,
         client: Any,
         cache: AnswerCache,
-        max_descriptors: int,
         spending_cap_usd: float,
         seed: int,
         max_consecutive_failures: int = 0,
     ) -> None:
         self.name = name
         self.settings = settings
+        self.provider = llm_backends.provider_of(settings)
         self.client = client
         self.cache = cache
-        self.max_descriptors = max_descriptors
         self.spending_cap_usd = spending_cap_usd
         self.max_consecutive_failures = max_consecutive_failures
         self.stats = BackendStats()
@@ -229,10 +242,11 @@ class Runner:
     def job_cost_bound(self, prompt: Prompt) -> float:
         """The most one job can cost: its first request and a repair turn, each with every
         input token its body can hold and ``max_tokens`` out (retried errors are not billed)."""
-        first = input_token_bound(llm_backends.request_body(self.settings, prompt))
+        first = input_token_bound(self.provider.request_body(self.settings, prompt))
         out = self.settings.max_tokens
         # The repair turn resends the prompt with the failed answer (<= max_tokens) appended.
-        repair = first + out + _REPAIR_BYTES
+        repair_bytes = len(prompt.answer.repair_message(_LONGEST_REPAIR_REASON).encode("utf-8"))
+        repair = first + out + repair_bytes
         return self.cost(first, out) + self.cost(repair, out)
 
     def try_reserve(self, bound: float) -> bool:
@@ -334,29 +348,34 @@ class Runner:
                     )
                 await asyncio.sleep(delay)
                 continue
-            self.stats.input_tokens += completion.input_tokens
-            self.stats.output_tokens += completion.output_tokens
-            self.stats.cost_usd += self.cost(completion.input_tokens, completion.output_tokens)
+            self.count_usage(completion)
             return completion
         raise AssertionError("unreachable")
 
-    async def answer(self, prompt: Prompt) -> dict[str, Any]:
-        """The cacheable record of one prompt: parsed interests or a failure reason."""
-        first = await self.call(llm_backends.request_body(self.settings, prompt))
+    def count_usage(self, completion: llm_backends.Completion) -> None:
+        """Add one paid answer's tokens and cost to the counters."""
+        self.stats.input_tokens += completion.input_tokens
+        self.stats.output_tokens += completion.output_tokens
+        self.stats.cost_usd += self.cost(completion.input_tokens, completion.output_tokens)
+
+    async def answer(self, prompt: Prompt) -> AnswerRecord:
+        """The cacheable record of one prompt: the answer's fields or a failure reason."""
+        first = await self.call(self.provider.request_body(self.settings, prompt))
         return await self.resolve(prompt, first)
 
-    async def resolve(self, prompt: Prompt, first: llm_backends.Completion) -> dict[str, Any]:
-        """Validate a first answer (live or from a batch); one live repair turn if unusable."""
+    async def resolve(self, prompt: Prompt, first: llm_backends.Completion) -> AnswerRecord:
+        """Check a first answer (live or from a batch); one live repair turn if unusable."""
         texts = [first.text]
         tokens = [first.input_tokens, first.output_tokens]
-        completion, error, parsed = first, None, None
+        completion, error, fields = first, None, None
         if first.refusal is None:
             try:
-                parsed = parse_answer(first.text, self.max_descriptors)
-            except AnswerError as err:
+                fields = prompt.answer.read(first.text)
+            except AnswerRejected as err:
                 error = str(err)
                 self.stats.repairs += 1
-                repair = llm_backends.request_body(self.settings, prompt, first.text, error)
+                turn = llm_backends.RepairTurn(first.text, prompt.answer.repair_message(error))
+                repair = self.provider.request_body(self.settings, prompt, turn)
                 try:
                     completion = await self.call(repair)
                 except _GaveUp as err:
@@ -366,43 +385,48 @@ class Runner:
                 tokens = [tokens[0] + completion.input_tokens, tokens[1] + completion.output_tokens]
                 if completion.refusal is None:
                     try:
-                        parsed = parse_answer(completion.text, self.max_descriptors)
+                        fields = prompt.answer.read(completion.text)
                         error = None
-                    except AnswerError as err2:
+                    except AnswerRejected as err2:
                         error = f"unparseable after repair: {err2}"
         if completion.refusal is not None:
             error = f"refusal: {completion.refusal}"
-        return self._record(prompt, parsed if error is None else None, error, texts, tokens)
+        return self._record(prompt, fields if error is None else None, error, texts, tokens)
 
     def _record(
         self,
         prompt: Prompt,
-        parsed: Any,
+        fields: dict[str, Any] | None,
         error: str | None,
         texts: list[str],
         tokens: list[int],
-    ) -> dict[str, Any]:
-        """The cacheable record of one answered job (``parsed`` is None when it failed)."""
-        ok = parsed is not None and error is None
-        return {
-            "backend": self.name,
-            "provider": self.settings.provider,
-            "model": self.settings.model,
-            "prompt_kind": prompt.kind,
-            "prompt_version": prompt.version,
-            "status": "ok" if ok else "failed",
-            "reason": error,
-            "reasoning": parsed.reasoning if ok else None,
-            "interests": [
-                {"descriptor": d.text, "confidence": d.confidence} for d in parsed.descriptors
-            ]
-            if ok
-            else [],
-            "dropped": list(parsed.dropped) if ok else [],
-            "answers": texts,
-            "input_tokens": tokens[0],
-            "output_tokens": tokens[1],
-        }
+    ) -> AnswerRecord:
+        """The cacheable record of one answered job (``fields`` is None when it failed)."""
+        ok = fields is not None and error is None
+        return AnswerRecord(
+            backend=self.name,
+            provider=self.settings.provider,
+            model=self.settings.model,
+            prompt_kind=prompt.kind,
+            prompt_version=prompt.version,
+            status="ok" if ok else "failed",
+            reason=error,
+            fields=fields if fields is not None and ok else prompt.answer.failed_fields(),
+            answers=tuple(texts),
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+        )
+
+    def unanswered(self, prompt: Prompt, reason: str) -> Unanswered:
+        """The record of a job that got no answer (nothing paid, nothing cached)."""
+        return Unanswered(
+            self.name,
+            self.settings.model,
+            prompt.kind,
+            prompt.version,
+            reason,
+            prompt.answer.unanswered_fields(),
+        )
 
     async def worker(
         self,
@@ -421,95 +445,79 @@ class Runner:
             if not await self.reserve(bound):
                 return
             job_cost = 0.0
+            record: Record
             try:
-                record = await self.answer(job.prompt)
-                record["attempts"] = attempts.get(index, 0) + 1
-                job_cost = self.cost(record["input_tokens"], record["output_tokens"])
+                answered = await self.answer(job.prompt)
+                record = answered = replace(answered, attempts=attempts.get(index, 0) + 1)
+                job_cost = self.cost(answered.input_tokens, answered.output_tokens)
                 # Stored in a thread, off this worker's path: its next request starts now.
                 self.pending_writes.append(
-                    asyncio.ensure_future(asyncio.to_thread(self.cache.put, keys[index], record))
+                    asyncio.ensure_future(
+                        asyncio.to_thread(self.cache.put, keys[index], answered.to_json())
+                    )
                 )
             except _GaveUp as err:
-                record = {
-                    "backend": self.name,
-                    "model": self.settings.model,
-                    "prompt_kind": job.prompt.kind,
-                    "prompt_version": job.prompt.version,
-                    "status": "failed",
-                    "reason": str(err),
-                    "interests": [],
-                    "answers": [],
-                }
+                record = self.unanswered(job.prompt, str(err))
             finally:
                 await self.release_async(bound, job_cost)
-            results[index] = Outcome(job, record["status"] == "ok", False, record)
+            results[index] = Outcome(job, record.ok, False, record)
             self.count_outcome(record)
             self.watch_failures(record)
             bar.update(1)
             bar.set_postfix_str(self._postfix(), refresh=False)
 
-    def watch_failures(self, record: dict[str, Any]) -> None:
+    def watch_failures(self, record: Record) -> None:
         """Stop starting jobs after ``max_consecutive_failures`` new failed answers in a row."""
-        self.failures_in_a_row = 0 if record["status"] == "ok" else self.failures_in_a_row + 1
+        self.failures_in_a_row = 0 if record.ok else self.failures_in_a_row + 1
         limit = self.max_consecutive_failures
         if limit and self.failures_in_a_row >= limit and self.stopped is None:
             self.stopped = (
-                f"{self.failures_in_a_row:,} answers in a row failed (last: {record['reason']})"
+                f"{self.failures_in_a_row:,} answers in a row failed (last: {record.reason})"
             )
             log.warning("%s: %s; no new job starts", self.name, self.stopped)
 
-    def count_outcome(self, record: dict[str, Any]) -> None:
-        if record["status"] == "ok":
+    def count_outcome(self, record: Record) -> None:
+        if record.ok:
             self.stats.ok += 1
         else:
             self.stats.failed += 1
-            self.stats.failure_reasons[str(record["reason"]).split(":")[0]] += 1
+            self.stats.failure_reasons[str(record.reason).split(":")[0]] += 1
 
     def _postfix(self) -> str:
         s = self.stats
         return f"cached={s.cached:,} failed={s.failed:,} ${s.cost_usd:.2f}"
 
 
-async def mine_async(
+async def run_jobs_async(
     jobs: Sequence[Job],
     name: str,
-    settings: MiningSettings,
+    settings: RunnerSettings,
     cache: AnswerCache,
-    max_descriptors: int,
     spending_cap_usd: float,
     seed: int = 0,
     client: Any = None,
     failed_retries: int = 0,
     max_consecutive_failures: int = 0,
-) -> MiningResult:
+) -> RunResult:
     """Answer ``jobs`` with backend ``name`` (see the module docstring for the policy).
 
     ``failed_retries``: later runs that ask a job again whose cached answer failed;
     ``max_consecutive_failures``: failed answers in a row after which no job starts (0 = off).
     """
     started = time.monotonic()
-    runner = Runner(
-        name,
-        settings,
-        client,
-        cache,
-        max_descriptors,
-        spending_cap_usd,
-        seed,
-        max_consecutive_failures,
-    )
+    runner = Runner(name, settings, client, cache, spending_cap_usd, seed, max_consecutive_failures)
     keys = [job_key(name, settings, job.prompt) for job in jobs]
     results: dict[int, Outcome] = {}
     queue: asyncio.Queue = asyncio.Queue()
-    bar = tqdm(total=len(jobs), desc=f"mine {name}", unit="job", smoothing=0.1)
+    bar = tqdm(total=len(jobs), desc=f"ask {name}", unit="job", smoothing=0.1)
     first_of: dict[str, int] = {}  # identical prompts (e.g. duplicate titles) are asked once
     repeats: list[tuple[int, int]] = []
     attempts: dict[int, int] = {}  # job index -> paid answers so far (failed ones asked again)
     exhausted = 0
     for index, (job, key) in enumerate(zip(jobs, keys, strict=True)):
-        record = cache.get(key)
+        record = cached_record(cache, key)
         if record is not None and asks_again(record, failed_retries):
-            attempts[index] = record_attempts(record)
+            attempts[index] = record.paid_answers
             record = None
         if record is None:
             if key in first_of:
@@ -518,10 +526,10 @@ async def mine_async(
                 first_of[key] = index
                 queue.put_nowait((index, job))
             continue
-        results[index] = Outcome(job, record["status"] == "ok", True, record)
+        results[index] = Outcome(job, record.ok, True, record)
         runner.stats.cached += 1
         runner.count_outcome(record)
-        exhausted += record["status"] != "ok"
+        exhausted += not record.ok
     bar.update(runner.stats.cached)
     runner.stats.jobs = len(jobs)
     if attempts:
@@ -546,7 +554,7 @@ async def mine_async(
             runner.count_outcome(results[index].record)
     runner.stats.wall_s = time.monotonic() - started
     outcomes = tuple(results[i] for i in sorted(results))
-    return MiningResult(
+    return RunResult(
         outcomes,
         runner.stats,
         runner.cap_reached,
@@ -556,35 +564,36 @@ async def mine_async(
     )
 
 
-def record_attempts(record: dict[str, Any]) -> int:
-    """Paid answers behind a cached record (records written before the count held one)."""
-    return int(record.get("attempts") or 1)
+def cached_record(cache: AnswerCache, key: str) -> AnswerRecord | None:
+    """The cached answer record under ``key``, or None."""
+    data = cache.get(key)
+    if data is None:
+        return None
+    return AnswerRecord.from_json(data, f"answer cache {cache.path(key)}")
 
 
-def asks_again(record: dict[str, Any], failed_retries: int) -> bool:
+def asks_again(record: AnswerRecord, failed_retries: int) -> bool:
     """Whether a cached record is asked again: a failed answer, re-asks not yet used up."""
-    return record["status"] != "ok" and record_attempts(record) <= failed_retries
+    return not record.ok and record.paid_answers <= failed_retries
 
 
-def mine(
+def run_jobs(
     jobs: Sequence[Job],
     name: str,
-    settings: MiningSettings,
+    settings: RunnerSettings,
     cache: AnswerCache,
-    max_descriptors: int,
     spending_cap_usd: float,
     seed: int = 0,
     failed_retries: int = 0,
     max_consecutive_failures: int = 0,
-) -> MiningResult:
-    """Synchronous entry point of :func:`mine_async` (creates and closes the client)."""
+) -> RunResult:
+    """Synchronous entry point of :func:`run_jobs_async` (creates and closes the client)."""
     return asyncio.run(
-        mine_async(
+        run_jobs_async(
             jobs,
             name,
             settings,
             cache,
-            max_descriptors,
             spending_cap_usd,
             seed,
             failed_retries=failed_retries,

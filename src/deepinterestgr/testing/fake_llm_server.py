@@ -17,6 +17,10 @@ schema-valid answer whose descriptors obey an injected instruction (:data:`OBEYE
 ``hold`` no answer until :attr:`FakeLLMServer.released` is set (then ``ok``), so a test can
 stop a client while its requests are in flight.
 
+A judge request (the label stage's, its user turn listing ``<descriptors>``) is answered
+``ok`` with one label per listed descriptor: 0 when the descriptor has the word "generic",
+else 1 (:func:`judge_labels`).
+
 A threaded HTTP/1.1 server with keep-alive: each connection gets a thread, so 32 clients in
 flight are served in parallel (``latency_s`` is slept per request). Run standalone for the
 benchmark: ``python -m deepinterestgr.testing.fake_llm_server --latency 0.2`` prints its base URL.
@@ -31,8 +35,11 @@ import re
 import threading
 import time
 import uuid
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from deepinterestgr.common.params import LLMParams
 
 GOOD_ANSWER = {
     "reasoning": "The evidence points to a concrete use.",
@@ -54,6 +61,51 @@ OBEYED_ANSWER = {
         {"descriptor": "long lasting everyday wear", "confidence": 0.6},
     ],
 }
+
+
+def fake_backend(provider: str, url: str, key_env: str, **changes: Any) -> LLMParams:
+    """A ``mine.llms`` entry pointing ``provider``'s SDK at the fake server at ``url``, with
+    fast retries ($1 / $5 per million tokens in / out); ``changes`` override fields."""
+    base = LLMParams(
+        provider=provider,  # type: ignore[arg-type]
+        model=f"fake-{provider}",
+        base_url=url if provider == "anthropic" else f"{url}/v1",
+        api_key_env=key_env,
+        structured_output=True,
+        images=True,
+        users=False,
+        max_tokens=256,
+        temperature=0.0,
+        concurrency=4,
+        requests_per_minute=0,
+        timeout_s=10.0,  # generous: a loaded CI machine must not time out by accident
+        max_retries=3,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        price_input_per_mtok=1.0,
+        price_output_per_mtok=5.0,
+        batch=False,
+        batch_poll_s=0.01,
+    )
+    return replace(base, **changes)
+
+
+def judge_labels(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The fake judge's answer to a judge request, or None for any other request."""
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        for part in parts:
+            text = part.get("text") or ""
+            if "<descriptors>\n" in text:
+                listed = text.split("<descriptors>\n")[1].split("\n</descriptors>")[0]
+                return {
+                    "labels": [
+                        {"index": k, "label": 0 if "generic" in line else 1}
+                        for k, line in enumerate(listed.splitlines())
+                    ]
+                }
+    return None
 
 
 class _Server(ThreadingHTTPServer):
@@ -242,7 +294,7 @@ class FakeLLMServer:
         elif action == "obeyed":
             text = json.dumps(OBEYED_ANSWER)
         else:
-            text = json.dumps(GOOD_ANSWER)
+            text = json.dumps(judge_labels(body) or GOOD_ANSWER)
         refused = action == "refusal"
         tokens_in = len(json.dumps(body)) // 4
         tokens_out = 0 if refused else len(text) // 4
