@@ -17,13 +17,17 @@ from deepinterestgr.common.stage_guard import begin
 
 begin("params")  # the check itself: every section loaded strictly and validated
 
+from deepinterestgr.common import params
 from deepinterestgr.common.artifacts import command_line_files
 from deepinterestgr.common.io import atomic_path
+from deepinterestgr.interests.mining import mining_problems
 
 FILES = command_line_files("params")  # paths from the command in dvc.yaml
 
 
 def main() -> None:
+    # The rules only the llm and interests groups know (providers' needs, prompt versions).
+    params.raise_problems("mine", mining_problems(params.load("mine")))
     with atomic_path(FILES.checked) as tmp:
         tmp.write_text("every section of params.yaml passed its checks\n", encoding="utf-8")
 

@@ -13,7 +13,7 @@ import yaml
 from deepinterestgr.common import io
 from deepinterestgr.common.config import build
 from deepinterestgr.common.params import MineParams
-from deepinterestgr.interests.mining import MiningFailed, mine_interests
+from deepinterestgr.interests.mining import MiningFailed, mine_interests, mining_problems
 from deepinterestgr.interests.prompts import user_history_prompt
 from deepinterestgr.testing.fake_llm_server import FakeLLMServer
 from deepinterestgr.testing.stage_inputs import stage_command
@@ -240,3 +240,31 @@ def test_the_spending_cap_message_states_the_spend_and_the_cap(server, tmp_path)
         mine_interests(params, items, users, tmp_path / "download", seed=0)
     spent = float(str(info.value).split("$")[1].split(" ")[0])
     assert 0 < spent <= 10.0
+
+
+def test_rules_only_the_llm_and_prompt_modules_know_are_named_in_one_line(tmp_path):
+    """Unknown prompt versions, a keyless provider that needs a key and batches without a batch
+    API: found by mining_problems, raised by the params stage before any other stage runs."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["mine"]["prompts"]["item_text"] = "v9"
+    params["mine"]["llms"]["claude"]["api_key_env"] = None
+    params["mine"]["llms"]["local"] = {
+        **params["mine"]["llms"]["claude"],
+        "provider": "openai_compatible",
+        "api_key_env": None,
+        "batch": True,
+    }
+    mine = build(MineParams, params["mine"], "mine")
+    assert list(mining_problems(mine)) == [
+        ("llms.claude.api_key_env", "null, but provider anthropic needs a key"),
+        ("llms.local.batch", "true, but provider openai_compatible has no batch API"),
+        ("prompts.item_text", "no version 'v9' (known: v1)"),
+    ]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run = subprocess.run(
+        stage_command(ROOT, "params"), cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert "params.yaml:mine.prompts.item_text: no version 'v9' (known: v1)" in run.stderr
+    assert not (tmp_path / "data/params/checked.txt").exists()  # the check did not pass

@@ -8,7 +8,7 @@ Each field's comment is its help line.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -483,15 +483,11 @@ def _validate_llm(key: str, p: LLMParams) -> Problems:
     yield from _above(0, {f"{key}.timeout_s": p.timeout_s, f"{key}.batch_poll_s": p.batch_poll_s})
     if p.backoff_max_s < p.backoff_base_s:
         yield f"{key}.backoff_max_s", f"{p.backoff_max_s!r} is below backoff_base_s"
-    if p.api_key_env is None and p.provider != "openai_compatible":
-        yield f"{key}.api_key_env", f"null, but provider {p.provider} needs a key"
-    if p.batch and p.provider not in ("anthropic", "openai"):
-        yield f"{key}.batch", f"true, but provider {p.provider} has no batch API"
 
 
 def _validate_mine(p: MineParams) -> Problems:
-    from deepinterestgr.interests.prompts import available_versions
-
+    # What only the llm and interests groups know (providers' needs, prompt versions) is checked
+    # by interests.mining.mining_problems, in the params stage: this module imports neither.
     known = ("offline", "precomputed", *p.llms)
     if not p.backends:
         yield "backends", "empty; name at least one of " + ", ".join(known)
@@ -500,11 +496,6 @@ def _validate_mine(p: MineParams) -> Problems:
             yield f"backends[{k}]", f"unknown backend '{name}' (known: {', '.join(known)})"
         elif name in p.backends[:k]:
             yield f"backends[{k}]", f"'{name}' is listed twice"
-    for kind in ("item_text", "item_image", "user_history"):
-        version = getattr(p.prompts, kind)
-        if version not in available_versions(kind):  # type: ignore[arg-type]
-            known_versions = ", ".join(available_versions(kind))  # type: ignore[arg-type]
-            yield f"prompts.{kind}", f"no version '{version}' (known: {known_versions})"
     yield from _at_least(
         1,
         {
@@ -813,7 +804,14 @@ VALIDATORS: dict[str, Callable[[Any], Problems]] = {
 def validate(section: str, value: Any, path: str | Path = PARAMS_FILE) -> None:
     """Raise :class:`ConfigError` naming every out-of-range value of one loaded section."""
     validator = VALIDATORS.get(section)
-    problems = list(validator(value)) if validator is not None else []
+    raise_problems(section, validator(value) if validator is not None else (), path)
+
+
+def raise_problems(
+    section: str, problems: Iterable[Problem], path: str | Path = PARAMS_FILE
+) -> None:
+    """Raise one :class:`ConfigError` line naming every ``(key, message)`` of ``section``."""
+    problems = list(problems)
     if problems:
         where = Path(path).name
         raise ConfigError(

@@ -27,14 +27,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from deepinterestgr.common.errors import PipelineError
 from deepinterestgr.common.io import Interest, Item, ItemInterests, UserInterests, UserSequence
-from deepinterestgr.common.params import LLMParams, MineParams
+from deepinterestgr.common.params import LLMParams, MineParams, raise_problems
 from deepinterestgr.interests import merge as interest_merge
 from deepinterestgr.interests import offline_miner, precomputed
 from deepinterestgr.interests.descriptor_screen import (
@@ -49,8 +49,9 @@ from deepinterestgr.interests.prompts import (
     item_text_prompt,
     load_image,
     user_history_prompt,
+    version_problems,
 )
-from deepinterestgr.llm.backends import MissingKeyError, read_api_key
+from deepinterestgr.llm.backends import MissingKeyError, read_api_key, settings_problems
 from deepinterestgr.llm.cache import AnswerCache
 from deepinterestgr.llm.runner import Job, Outcome, RunResult, run_jobs
 
@@ -142,6 +143,17 @@ def _collect(
     return list(item_rows.values()), user_rows
 
 
+def mining_problems(params: MineParams) -> Iterator[tuple[str, str]]:
+    """``(key, message)`` for ``mine`` params that only the LLM and prompt modules can judge:
+    what each backend's provider needs, and whether each chosen prompt version exists. The
+    params stage checks them before any other stage; :func:`mine_interests` again."""
+    for name, settings in params.llms.items():
+        for key, message in settings_problems(settings):
+            yield f"llms.{name}.{key}", message
+    for kind, message in version_problems(params.prompts):
+        yield f"prompts.{kind}", message
+
+
 def check_keys(params: MineParams) -> None:
     """Every LLM backend in ``params.backends`` has its API key: checked before any request,
     so a missing second key does not surface after the first backend was paid for."""
@@ -222,6 +234,7 @@ def mine_interests(
 
     raw: dict[str, tuple[Outcome, ...]] = {}
     stats: dict[str, dict[str, Any]] = {}
+    raise_problems("mine", mining_problems(params))
     check_keys(params)
     cache = AnswerCache(params.cache_dir)
     spent = 0.0

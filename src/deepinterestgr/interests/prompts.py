@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -182,6 +182,16 @@ _TEMPLATES: dict[tuple[str, str], tuple[str, str]] = {
 
 def available_versions(kind: PromptKind) -> tuple[str, ...]:
     return tuple(sorted(v for k, v in _TEMPLATES if k == kind))
+
+
+def version_problems(versions: Any) -> Iterator[tuple[str, str]]:
+    """``(key, message)`` for each prompt kind whose chosen version (``mine.prompts``) does not
+    exist."""
+    for kind in ("item_text", "item_image", "user_history"):
+        version = getattr(versions, kind)
+        if version not in available_versions(kind):  # type: ignore[arg-type]
+            known = ", ".join(available_versions(kind))  # type: ignore[arg-type]
+            yield kind, f"no version '{version}' (known: {known})"
 
 
 def _templates(kind: PromptKind, version: str) -> tuple[str, str]:

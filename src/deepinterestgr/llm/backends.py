@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -292,6 +293,19 @@ class OpenAIProvider(OpenAICompatibleProvider):
 PROVIDERS: dict[str, Provider] = {
     p.name: p for p in (AnthropicProvider(), OpenAIProvider(), OpenAICompatibleProvider())
 }
+
+
+def settings_problems(settings: LLMSettings) -> Iterator[tuple[str, str]]:
+    """``(key, message)`` for settings the named provider cannot serve (no key for a provider
+    that needs one, batches where it has no batch API)."""
+    provider = PROVIDERS.get(settings.provider)
+    if provider is None:
+        yield "provider", f"unknown provider '{settings.provider}' (known: {', '.join(PROVIDERS)})"
+        return
+    if settings.api_key_env is None and provider.needs_key:
+        yield "api_key_env", f"null, but provider {provider.name} needs a key"
+    if settings.batch and not provider.has_batches:
+        yield "batch", f"true, but provider {provider.name} has no batch API"
 
 
 def provider_of(settings: LLMSettings) -> Provider:
