@@ -7,7 +7,7 @@ Writes:  ``--interests``: ``items.jsonl`` (io.ItemInterests, merged, strongest f
          request: reasoning, answer texts, tokens, failure reason), ``rejected.jsonl``
          (descriptors the injection screen dropped, with the reason); ``--metrics`` (jobs,
          cached, failed, tokens and estimated cost per backend). Paths come from ``dvc.yaml``.
-         LLM answers are cached in ``mine.cache_dir`` (kept across runs; a rerun pays nothing).
+         LLM answers are cached in ``--answer-cache`` (kept across runs; a rerun pays nothing).
 Params:  base.seed, mine.* (backends, prompt versions, model names, limits, prices, cap).
 API keys come only from the environment variables that ``mine.llms.<name>.api_key_env`` names.
 """
@@ -46,7 +46,9 @@ def main() -> None:
         ", ".join(params.backends),
     )
 
-    output = mine_interests(params, items, users, image_dir=FILES.dataset.folder, seed=base.seed)
+    output = mine_interests(
+        params, items, users, FILES.dataset.folder, FILES.answer_cache, seed=base.seed
+    )
 
     with io.new_folder(FILES.interests.folder) as folder:  # swapped in whole once written
         written = InterestFiles(folder)

@@ -47,9 +47,9 @@ def tiny_dataset(folder: Path) -> tuple[list[io.Item], list[io.UserSequence]]:
     return items, users
 
 
-def mine_params(url: str, cache_dir: Path, backends: list[str], **llm_changes) -> dict:
+def mine_params(url: str, backends: list[str], **llm_changes) -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["mine"]
-    params.update(backends=backends, cache_dir=str(cache_dir), merge_similarity=1.01)
+    params.update(backends=backends, merge_similarity=1.01)
     params["llms"]["fake"] = {
         **params["llms"]["claude"],
         "base_url": url,
@@ -73,8 +73,8 @@ def server(monkeypatch):
 
 def test_llm_text_image_and_user_answers_are_merged_with_provenance(server, tmp_path):
     items, users = tiny_dataset(tmp_path / "download")
-    params = build(MineParams, mine_params(server.url, tmp_path / "cache", ["fake"]), "mine")
-    out = mine_interests(params, items, users, tmp_path / "download", seed=0)
+    params = build(MineParams, mine_params(server.url, ["fake"]), "mine")
+    out = mine_interests(params, items, users, tmp_path / "download", tmp_path / "cache", seed=0)
     # Per item: a text and an image request; per user: one history request (training only).
     contents = [r["body"]["messages"][0]["content"] for r in server.completions()]
     # Users 6 and 7 have the training histories of users 0 and 1: one request serves both.
@@ -98,17 +98,17 @@ def test_failure_rate_above_threshold_stops_with_a_summary(server, tmp_path):
     server.default_action = "refusal"
     params = build(
         MineParams,
-        mine_params(server.url, tmp_path / "cache", ["fake"], users=False, images=False),
+        mine_params(server.url, ["fake"], users=False, images=False),
         "mine",
     )
     with pytest.raises(MiningFailed, match=r"fake: 6 of 6 jobs failed .*refusal: 6"):
-        mine_interests(params, items, users, tmp_path / "download", seed=0)
+        mine_interests(params, items, users, tmp_path / "download", tmp_path / "cache", seed=0)
 
 
 def test_unknown_backend_is_named(tmp_path):
-    params = build(MineParams, mine_params("http://x", tmp_path, ["gpt5"]), "mine")
+    params = build(MineParams, mine_params("http://x", ["gpt5"]), "mine")
     with pytest.raises(ValueError, match="unknown backend 'gpt5'"):
-        mine_interests(params, [], [], tmp_path, seed=0)
+        mine_interests(params, [], [], tmp_path, tmp_path / "cache", seed=0)
 
 
 @pytest.mark.slow
@@ -125,9 +125,7 @@ def test_stage_with_offline_precomputed_and_llm_leaks_no_key(server, tmp_path):
         + "\n"
     )
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["mine"] = mine_params(
-        server.url, Path("data/cache/llm_mine"), ["offline", "precomputed", "fake"]
-    )
+    params["mine"] = mine_params(server.url, ["offline", "precomputed", "fake"])
     params["mine"]["precomputed"]["path"] = "pre.jsonl"
     params["mine"]["offline"]["min_df"] = 1
     (project / "params.yaml").write_text(yaml.safe_dump(params))
@@ -171,10 +169,10 @@ def test_a_model_obeying_an_injection_with_a_schema_valid_answer_is_screened(ser
     server.script("evil dot example", ["obeyed"])  # item 0's model obeys, in the schema
     params = build(
         MineParams,
-        mine_params(server.url, tmp_path / "cache", ["fake"], users=False, images=False),
+        mine_params(server.url, ["fake"], users=False, images=False),
         "mine",
     )
-    out = mine_interests(params, items, users, tmp_path / "download", seed=0)
+    out = mine_interests(params, items, users, tmp_path / "download", tmp_path / "cache", seed=0)
     kept = [i.descriptor for i in out.items[0].interests]
     assert kept == ["long lasting everyday wear"]  # the one descriptor about the product
     everywhere = {i.descriptor for row in [*out.items, *out.users] for i in row.interests}
@@ -192,12 +190,12 @@ def test_a_model_obeying_an_injection_with_a_schema_valid_answer_is_screened(ser
 
 def test_a_missing_key_of_a_later_backend_fails_before_any_request(server, monkeypatch, tmp_path):
     items, users = tiny_dataset(tmp_path / "download")
-    config = mine_params(server.url, tmp_path / "cache", ["fake", "second"], images=False)
+    config = mine_params(server.url, ["fake", "second"], images=False)
     config["llms"]["second"] = {**config["llms"]["fake"], "api_key_env": "DIGR_UNSET_KEY"}
     monkeypatch.delenv("DIGR_UNSET_KEY", raising=False)
     params = build(MineParams, config, "mine")
     with pytest.raises(RuntimeError, match=r"no API key for second .*DIGR_UNSET_KEY is not set"):
-        mine_interests(params, items, users, tmp_path / "download", seed=0)
+        mine_interests(params, items, users, tmp_path / "download", tmp_path / "cache", seed=0)
     assert server.completions() == []
 
 
@@ -205,7 +203,7 @@ def test_a_broken_backend_stops_early_and_a_rerun_after_the_fix_asks_only_failed
     server, tmp_path
 ):
     items, users = tiny_dataset(tmp_path / "download")
-    config = mine_params(server.url, tmp_path / "cache", ["fake"], users=False, images=False)
+    config = mine_params(server.url, ["fake"], users=False, images=False)
     config.update(max_consecutive_failures=3, failed_retries=2)
     params = build(
         MineParams,
@@ -216,11 +214,11 @@ def test_a_broken_backend_stops_early_and_a_rerun_after_the_fix_asks_only_failed
     with pytest.raises(
         MiningFailed, match=r"stopped early: 3 answers in a row failed .* 3 of 6 jobs not asked"
     ) as info:
-        mine_interests(params, items, users, tmp_path / "download", seed=0)
+        mine_interests(params, items, users, tmp_path / "download", tmp_path / "cache", seed=0)
     assert "asked again on the next 2 run(s)" in str(info.value)
     assert len(server.completions()) == 6  # 3 jobs, each with its repair turn, then no more
     server.default_action = "ok"
-    out = mine_interests(params, items, users, tmp_path / "download", seed=0)
+    out = mine_interests(params, items, users, tmp_path / "download", tmp_path / "cache", seed=0)
     assert all(row.interests for row in out.items)
     assert len(server.completions()) == 6 + 6  # the 3 failed jobs again and the 3 never asked
     assert out.stats["fake"]["cached"] == 0
@@ -228,7 +226,7 @@ def test_a_broken_backend_stops_early_and_a_rerun_after_the_fix_asks_only_failed
 
 def test_the_spending_cap_message_states_the_spend_and_the_cap(server, tmp_path):
     items, users = tiny_dataset(tmp_path / "download")
-    config = mine_params(server.url, tmp_path / "cache", ["fake"], users=False, images=False)
+    config = mine_params(server.url, ["fake"], users=False, images=False)
     config["llms"]["fake"]["price_input_per_mtok"] = 1000.0
     config["spending_cap_usd"] = 10.0
     params = build(MineParams, config, "mine")
@@ -237,7 +235,7 @@ def test_the_spending_cap_message_states_the_spend_and_the_cap(server, tmp_path)
         match=r"spending cap reached: \$\d+\.\d{4} spent this run of "
         r"mine\.spending_cap_usd=\$10\.00",
     ) as info:
-        mine_interests(params, items, users, tmp_path / "download", seed=0)
+        mine_interests(params, items, users, tmp_path / "download", tmp_path / "cache", seed=0)
     spent = float(str(info.value).split("$")[1].split(" ")[0])
     assert 0 < spent <= 10.0
 

@@ -230,6 +230,8 @@ class PeersStageFiles:
 class MineStageFiles:
     dataset: Annotated[DatasetFiles, reads("items, users (training histories) and item images")]
     interests: Annotated[InterestFiles, writes("merged item and user interests, raw answers")]
+    # A DVC output kept across runs (persist, never in DVC's cache): a rerun pays nothing twice.
+    answer_cache: Annotated[Path, writes("every LLM answer, one file each")]
     metrics: Annotated[Path, writes("mining counts, cost and timings (JSON)")]
 
 

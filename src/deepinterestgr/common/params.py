@@ -178,7 +178,6 @@ class MineParams:
     failed_retries: int  # reruns that ask a job again after its cached answer failed (0 = never)
     max_consecutive_failures: int  # a backend stops after this many failed answers in a row
     spending_cap_usd: float  # hard cap per run: a request starts only if its maximum cost fits
-    cache_dir: str  # persistent answer cache (outside data/mine: reruns never lose it)
     offline: OfflineMinerParams  # the offline (no-LLM) miner's tunables
     user_half_life: float  # user interests: age in items at which a purchase weighs half
     precomputed: PrecomputedParams  # settings of the precomputed backend

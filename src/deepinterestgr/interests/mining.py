@@ -168,7 +168,9 @@ def check_keys(params: MineParams) -> None:
         raise MissingKeyError(f"mine.backends: no API key for {'; '.join(missing)}")
 
 
-def _check(name: str, result: RunResult, spent: float, params: MineParams) -> None:
+def _check(
+    name: str, result: RunResult, spent: float, params: MineParams, answer_cache: Path
+) -> None:
     stats = result.stats
     retry = (
         f"failed answers are cached and asked again on the next {params.failed_retries} "
@@ -180,7 +182,7 @@ def _check(name: str, result: RunResult, spent: float, params: MineParams) -> No
             f"{name}: spending cap reached: ${spent:.4f} spent this run of "
             f"mine.spending_cap_usd=${params.spending_cap_usd:.2f} (all backends); "
             f"{not_asked:,} jobs not asked, the next could cost up to "
-            f"${result.next_job_bound_usd:.4f}; answers so far are cached in {params.cache_dir}; "
+            f"${result.next_job_bound_usd:.4f}; answers so far are cached in {answer_cache}; "
             "raise mine.spending_cap_usd and rerun to continue"
         )
     if result.stopped is not None:
@@ -211,9 +213,11 @@ def mine_interests(
     items: Sequence[Item],
     users: Sequence[UserSequence],
     image_dir: str | Path,
+    answer_cache: str | Path,
     seed: int,
 ) -> MineOutput:
-    """Run ``params.backends`` and merge their interests (see the module docstring)."""
+    """Run ``params.backends`` and merge their interests (see the module docstring); LLM
+    answers are read from and added to ``answer_cache`` (a rerun pays only for what is new)."""
     item_sources: list[list[ItemInterests]] = []  # one row list per miner
     user_sources: list[list[UserInterests]] = []
     rejected: list[Rejection] = []
@@ -236,7 +240,7 @@ def mine_interests(
     stats: dict[str, dict[str, Any]] = {}
     raise_problems("mine", mining_problems(params))
     check_keys(params)
-    cache = AnswerCache(params.cache_dir)
+    cache = AnswerCache(answer_cache)
     spent = 0.0
     for name in params.backends:
         started = time.monotonic()
@@ -273,7 +277,7 @@ def mine_interests(
                 llm,
                 cache,
                 cap_left,
-                Path(params.cache_dir),
+                Path(answer_cache),
                 failed_retries=params.failed_retries,
             )
         else:
@@ -303,7 +307,7 @@ def mine_interests(
             f"{result.stats.output_tokens:,}",
             result.stats.cost_usd,
         )
-        _check(name, result, spent, params)
+        _check(name, result, spent, params, Path(answer_cache))
 
     all_offline = set(params.backends) <= {OFFLINE}
     merged = _merge(item_sources, params, interest_merge.merge_many)
