@@ -35,6 +35,7 @@ from deepinterestgr.common.seeding import seed_everything
 from deepinterestgr.evaluation.ranking import Ranker, evaluate_ranker
 
 FILES = command_line_files("baselines")  # paths from the command in dvc.yaml
+log = logging.getLogger("baselines")
 
 
 def evaluate_splits(
@@ -57,7 +58,6 @@ def evaluate_splits(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     base = params.load("base")
     config = params.load("baselines")
     evaluate = params.load("evaluate")
@@ -65,7 +65,7 @@ def main() -> None:
 
     items = read_items(FILES.dataset.items)
     users = read_users(FILES.dataset.users)
-    logging.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
+    log.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
 
     counts = training_counts(users, len(items))
     popularity, popularity_ranks = evaluate_splits(
@@ -107,7 +107,7 @@ def main() -> None:
             },
         },
     )
-    logging.info(
+    log.info(
         "SASRec: best epoch %d of %d, %.1f s wall, %.1f s CPU; wrote %s",
         trained.best_epoch,
         trained.epochs_run,

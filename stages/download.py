@@ -29,7 +29,6 @@ log = logging.getLogger("download")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base, params = load("base"), load("download")
     seed_everything(base.seed)
 

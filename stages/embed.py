@@ -30,7 +30,6 @@ log = logging.getLogger("embed")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base, params = load("base"), load("embed")
     seed_everything(base.seed)
     items = io.read_items(FILES.dataset.items)

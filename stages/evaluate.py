@@ -37,10 +37,10 @@ from deepinterestgr.recommender.generative_model import load_recommender
 from deepinterestgr.recommender.prompt import user_texts
 
 FILES = command_line_files("evaluate")  # paths from the command in dvc.yaml
+log = logging.getLogger("evaluate")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     base = params.load("base")
     config = params.load("evaluate")
     seed_everything(base.seed)
@@ -52,11 +52,11 @@ def main() -> None:
             "run the sft stage (dvc repro sft) first"
         )
     for name in candidates.keys() - models.keys():
-        logging.warning("no %s model at %s: not evaluated", name, candidates[name])
+        log.warning("no %s model at %s: not evaluated", name, candidates[name])
 
     users = read_users(FILES.dataset.users)
     codes = load_array(FILES.sids.codes)
-    logging.info("read %s users and SIDs of %s items", f"{len(users):,}", f"{len(codes):,}")
+    log.info("read %s users and SIDs of %s items", f"{len(users):,}", f"{len(codes):,}")
 
     report: dict = {"exclude_history": config.exclude_history, "num_beams": config.num_beams}
     test_metrics, ranks = {}, {}
@@ -86,9 +86,7 @@ def main() -> None:
     with new_folder(FILES.plots) as plots:
         for name, metrics in test_metrics.items():
             write_json(plots / f"{name}.json", hr_by_k_rows(metrics, config.ks))
-    logging.info(
-        "wrote %s and %s plot files under %s", FILES.metrics, len(test_metrics), FILES.plots
-    )
+    log.info("wrote %s and %s plot files under %s", FILES.metrics, len(test_metrics), FILES.plots)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ from deepinterestgr.recommender.rewards import trl_reward_functions
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 FILES = command_line_files("grpo")  # paths from the command in dvc.yaml
+log = logging.getLogger("grpo")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     base, config = params.load("base"), params.load("grpo")
     backbone = params.load("sft").backbone
     rng = seed_everything(base.seed)
@@ -61,7 +61,7 @@ def main() -> None:
     sid_ids = sid_token_ids(tokenizer, codes)
     writer = prompt_writer(tokenizer, sid_ids, spec, texts)
     made = rl_prompts(users, writer.prompt, codes, quality, config.max_prompts, rng)
-    logging.info(
+    log.info(
         "%s prompts from %s users (%s skipped: target in history, %s: too short)",
         f"{len(made.prompts):,}",
         f"{len(users):,}",
@@ -102,7 +102,7 @@ def main() -> None:
             "curves": curve_summary(outcome.history),
         },
     )
-    logging.info("wrote %s and %s", FILES.recommender.model, FILES.metrics)
+    log.info("wrote %s and %s", FILES.recommender.model, FILES.metrics)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ log = logging.getLogger("label")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base, params = load("base"), load("label")
     seed_everything(base.seed)
     if params.judge == "llm":  # first: a missing API key fails before any work

@@ -32,7 +32,6 @@ log = logging.getLogger("mine")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # One line per HTTP request would drown the progress bar (URLs only, never keys).
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -44,6 +44,7 @@ from deepinterestgr.items.embedding import evidence_text, sentence_encoder
 SETTINGS = (True, False)  # exclude_history: our protocol's default, then cornac's
 
 FILES = command_line_files("peers")  # paths from the command in dvc.yaml
+log = logging.getLogger("peers")
 
 
 def test_by_setting(ranker: Ranker, users, ks, batch_size: int) -> dict:
@@ -51,17 +52,16 @@ def test_by_setting(ranker: Ranker, users, ks, batch_size: int) -> dict:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     base, config, evaluate = params.load("base"), params.load("peers"), params.load("evaluate")
     check_peers(config.run, config.models)  # before reading data or training anything
     if not config.run:
         write_json(FILES.metrics, {"exclude_history": evaluate.exclude_history, "peers": {}})
-        logging.info("peers.run is empty: nothing to train; wrote %s", FILES.metrics)
+        log.info("peers.run is empty: nothing to train; wrote %s", FILES.metrics)
         return
     seed_everything(base.seed)
 
     items, users = read_items(FILES.dataset.items), read_users(FILES.dataset.users)
-    logging.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
+    log.info("read %s items and %s users", f"{len(items):,}", f"{len(users):,}")
     features = None
     if "tiger" in config.run:  # TIGER quantises content vectors: the item text, no interests
         embed = params.load("embed")
@@ -93,7 +93,7 @@ def main() -> None:
         "peers": {},
     }
     for name in config.run:
-        logging.info("peer %s: training cornac's model", name)
+        log.info("peer %s: training cornac's model", name)
         fit = fit_peer(build_peer(name, config.models[name], base.seed), method)
         ranker = CornacRanker(fit.model, method.global_iid_map, len(items))
         theirs = cornac_evaluation(fit.model, method, users, evaluate.ks)
@@ -119,9 +119,9 @@ def main() -> None:
             "train_wall_time_s": round(fit.wall_time_s, 1),
             "train_cpu_time_s": round(fit.cpu_time_s, 1),
         }
-        logging.info("peer %s: %s", name, report["peers"][name]["vs_sasrec"])
+        log.info("peer %s: %s", name, report["peers"][name]["vs_sasrec"])
     write_json(FILES.metrics, report)
-    logging.info("wrote %s", FILES.metrics)
+    log.info("wrote %s", FILES.metrics)
 
 
 if __name__ == "__main__":

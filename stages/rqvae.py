@@ -37,15 +37,14 @@ from deepinterestgr.items.semantic_ids import (
 
 FILES = command_line_files("rqvae")  # paths from the command in dvc.yaml
 
-logger = logging.getLogger("rqvae")
+log = logging.getLogger("rqvae")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     base, params = load("base"), load("rqvae")
     seed_everything(base.seed)
     embeddings = io.load_array(FILES.embeddings.vectors)
-    logger.info("read %s embeddings of width %d", f"{len(embeddings):,}", embeddings.shape[1])
+    log.info("read %s embeddings of width %d", f"{len(embeddings):,}", embeddings.shape[1])
     limit = params.max_collision_rate
     check_capacity(len(embeddings), params.codebook_size, params.num_levels, limit)
 
@@ -84,7 +83,7 @@ def main() -> None:
             ranked = sorted(usage.counts.tolist(), reverse=True)
             rows = ({"rank": rank, "items": count} for rank, count in enumerate(ranked))
             io.write_csv(plots / "usage" / f"level_{letter}.csv", rows)
-    logger.info(
+    log.info(
         "wrote %s SIDs: %.2f %% collided before the suffix (largest group %d), codes used %s",
         f"{len(codes):,}",
         100 * diagnostics["collision_rate"],

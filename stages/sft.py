@@ -45,10 +45,10 @@ from deepinterestgr.recommender.sft_training import train_sft
 from deepinterestgr.recommender.sid_tokenizer import sid_token_ids
 
 FILES = command_line_files("sft")  # paths from the command in dvc.yaml
+log = logging.getLogger("sft")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     base = params.load("base")
     config = params.load("sft")
     protocol = params.load("evaluate")  # the validation ranking repeats the test protocol
@@ -66,7 +66,7 @@ def main() -> None:
         item_text(i, r, config.title_in_alignment) for i, r in zip(items, interests, strict=True)
     ]
     texts = user_texts(users, user_rows)
-    logging.info(
+    log.info(
         "read %s items, %s users, %s user interest rows, SIDs %s",
         f"{len(items):,}",
         f"{len(users):,}",
@@ -84,7 +84,7 @@ def main() -> None:
     )
     chosen = sample_users(users, config.selection.users, rng)
     valid = encoder.validation_examples(chosen)
-    logging.info("%s training and %s validation examples", f"{len(train):,}", f"{len(valid):,}")
+    log.info("%s training and %s validation examples", f"{len(train):,}", f"{len(valid):,}")
 
     validate = None
     if config.selection.metric != "loss":
@@ -122,7 +122,7 @@ def main() -> None:
             },
         )
         write_json(FILES.curve, [validation_row(row) for row in result.evaluations])
-        logging.info("wrote %s, %s and %s", FILES.recommender.model, FILES.metrics, FILES.curve)
+        log.info("wrote %s, %s and %s", FILES.recommender.model, FILES.metrics, FILES.curve)
 
 
 def validation_row(evaluation: dict[str, float]) -> dict[str, float]:

@@ -12,17 +12,19 @@ imports (torch and transformers take seconds), so that:
    The kernel drops the lock when its holder dies, even by ``kill -9``: no stale lock to clear;
 3. the stage computes with ``base.num_threads`` CPU threads (set before torch loads): the
    order of floating-point sums, hence the last bits of every result, depends on it;
-4. progress bars show waits a person sits through (training, encoding, decoding) without
-   flooding a log: off a terminal they redraw at most every 30 s, and the sub-second bars of
-   loading and saving a model stay off;
-5. an error of the pipeline's own (:class:`~deepinterestgr.common.errors.PipelineError`: bad params,
-   a malformed record, a missing key, too many failed answers) or a missing file ends the
-   stage with one line on stderr and exit status 1 instead of a traceback.
+4. every stage logs the same way (time, logger, level, message, from INFO up), and progress
+   bars show waits a person sits through (training, encoding, decoding) without flooding a
+   log: off a terminal they redraw at most every 30 s, and the sub-second bars of loading and
+   saving a model stay off;
+5. an error of the pipeline's own (:class:`~deepinterestgr.common.errors.PipelineError`: bad
+   params, a malformed record, a missing key, too many failed answers) or a missing file ends
+   the stage with one line on stderr and exit status 1 instead of a traceback.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sys
 from pathlib import Path
@@ -45,6 +47,7 @@ def begin(
 ) -> None:
     """One-line errors from here on, every params section checked, the stage's lock taken."""
     report_errors_in_one_line(stage)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     sections = params.load_all(params_file)
     use_threads(sections["base"].num_threads)
     quiet_progress_bars(interactive=sys.stderr.isatty())
