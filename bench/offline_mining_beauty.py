@@ -3,8 +3,7 @@
 Reads ``../shared/data/amazon/beauty/{items.jsonl,user_sequence.txt,interests.jsonl}``
 (or ``--folder``), builds items (ids in file order) and leave-one-out user sequences, runs
 :func:`deepinterestgr.interests.offline_miner.mine_items_offline` and ``mine_users_offline``,
-imports the
-precomputed LLM interests and merges both backends; logs wall times and sample items.
+imports the precomputed LLM interests and merges both backends; logs wall times and sample items.
 
     python bench/offline_mining_beauty.py [--folder DIR] [--threads N] [--out DIR]
 """

@@ -240,8 +240,7 @@ def difference_intervals(
     """Paired bootstrap of peer minus reference HR@K and NDCG@K over the same users.
 
     ``*_ranks``: int ``[U]`` target ranks (:func:`deepinterestgr.evaluation.metrics.target_ranks`)
-    of the
-    two rankers under one protocol. Returns ``{"hr@K": {...}, "ndcg@K": {...}}`` with the
+    of the two rankers under one protocol. Returns ``{"hr@K": {...}, "ndcg@K": {...}}`` with the
     fields of :class:`deepinterestgr.evaluation.metrics.BootstrapInterval`.
     """
     from deepinterestgr.evaluation.metrics import paired_bootstrap, user_hits, user_ndcg

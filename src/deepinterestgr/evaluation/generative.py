@@ -2,8 +2,7 @@
 
 Same protocol and metric code as every baseline (:mod:`deepinterestgr.evaluation.ranking`,
 :mod:`deepinterestgr.evaluation.metrics`): leave-one-out, full catalogue, HR@K / NDCG@K. The ranked
-list
-of a user is the ``num_beams`` SIDs of
+list of a user is the ``num_beams`` SIDs of
 :func:`~deepinterestgr.recommender.constrained_decoding.rank_items`
 mapped to items, best first. With ``exclude_history`` the user's history items are masked in
 the beam search itself (so no beam is spent on them), which gives the same list as ranking

@@ -18,8 +18,7 @@ Per item, every backend's descriptors are merged by :mod:`deepinterestgr.interes
 (normalise, deduplicate by string and embedding similarity, keep which models agree). User
 interests: the training-history aggregate of the merged item interests
 (:func:`~deepinterestgr.interests.offline_miner.mine_users_offline`), merged with any LLM
-user-history
-answers. Nothing here reads a validation or test item.
+user-history answers. Nothing here reads a validation or test item.
 """
 
 from __future__ import annotations

@@ -3,8 +3,7 @@
 Three backbones (METHOD.md, sft), chosen by ``sft.backbone``:
 
 * ``item`` - :class:`~deepinterestgr.recommender.item_sid_model.ItemSidModel`: one position per
-history
-  item, the next SID written level by level with a softmax over the prefix tree's children;
+  history item, the next SID written level by level with a softmax over the prefix tree's children;
   trained from scratch, learns Beauty on a CPU.
 * ``token`` - a small causal LM built from a ``transformers`` config (model type and sizes
   come straight from params, e.g. ``llama`` with ``hidden_size: 128``), one position per SID

@@ -20,13 +20,11 @@ labels (the ``sid_to_interests`` alignment task) have their own head over the no
 
 The model keeps the token interface of a causal LM (``input_ids`` of the project's SID
 tokenizer, next-token labels), so TRL trains it (:mod:`deepinterestgr.recommender.sft_training`),
-GRPO scores
-completions with it and the prefix-tree beam search decodes it
+GRPO scores completions with it and the prefix-tree beam search decodes it
 (:mod:`deepinterestgr.recommender.constrained_decoding`, through :meth:`ItemSidModel.sid_scorer`).
-A prompt is
-``<task> [text ... <sep>] SID SID ...``; tokens before the first SID token form the head,
-padding (left or right) is ignored. The catalogue's SID token ids are a buffer of the model, so
-the tree travels with ``save_pretrained``.
+A prompt is ``<task> [text ... <sep>] SID SID ...``; tokens before the first SID token form the
+head, padding (left or right) is ignored. The catalogue's SID token ids are a buffer of the model,
+so the tree travels with ``save_pretrained``.
 
 ``forward(..., labels, fused_lm_head=True)`` returns per-token log-probabilities, entropies and
 top-1 flags of the labelled tokens only (what TRL's SFT and GRPO trainers read), computed with

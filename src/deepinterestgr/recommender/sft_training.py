@@ -1,9 +1,8 @@
 """Supervised fine-tuning with TRL's ``SFTTrainer`` on pre-tokenised examples.
 
 The examples of :mod:`deepinterestgr.recommender.sft_data` already carry ``input_ids`` and
-``labels``, so
-TRL neither re-tokenises nor re-masks them. Trainer settings come straight from params into
-``trl.SFTConfig``; only what the protocol needs is fixed here:
+``labels``, so TRL neither re-tokenises nor re-masks them. Trainer settings come straight from
+params into ``trl.SFTConfig``; only what the protocol needs is fixed here:
 
 * labels are scored by the model's own head when it has one (the item-level model, tree-aware)
   or by a plain head on the labelled positions (:mod:`deepinterestgr.recommender.trainer_hooks`);

@@ -57,8 +57,7 @@ def use_own_log_probs(model: torch.nn.Module, plain_head: bool) -> str:
 def add_plain_lm_head(model: torch.nn.Module) -> None:
     """Patch a causal LM so ``model(..., labels, fused_lm_head=True)`` returns the per-token
     fields TRL reads (:class:`~deepinterestgr.recommender.item_sid_model.SidLogProbOutput`),
-    computed with
-    one ``[M, H] x [H, V]`` product over the M labelled positions only."""
+    computed with one ``[M, H] x [H, V]`` product over the M labelled positions only."""
     original = type(model).forward
 
     def forward(self, *args, fused_lm_head=False, labels=None, num_items_in_batch=None, **kwargs):
