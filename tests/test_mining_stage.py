@@ -240,6 +240,9 @@ def test_the_spending_cap_message_states_the_spend_and_the_cap(server, tmp_path)
     assert 0 < spent <= 10.0
 
 
+PROVIDER_NAMES = "anthropic, openai, openai_compatible"
+
+
 def test_rules_only_the_llm_and_prompt_modules_know_are_named_in_one_line(tmp_path):
     """Unknown prompt versions, a keyless provider that needs a key and batches without a batch
     API: found by mining_problems, raised by the params stage before any other stage runs."""
@@ -252,9 +255,14 @@ def test_rules_only_the_llm_and_prompt_modules_know_are_named_in_one_line(tmp_pa
         "api_key_env": None,
         "batch": True,
     }
+    params["mine"]["llms"]["gpt"] = {**params["mine"]["llms"]["claude"], "provider": "grpc"}
     mine = build(MineParams, params["mine"], "mine")
     assert list(mining_problems(mine)) == [
         ("llms.claude.api_key_env", "null, but provider anthropic needs a key"),
+        (
+            "llms.gpt.provider",
+            "unknown provider 'grpc' (known: anthropic, openai, openai_compatible)",
+        ),
         ("llms.local.batch", "true, but provider openai_compatible has no batch API"),
         ("prompts.item_text", "no version 'v9' (known: v1)"),
     ]

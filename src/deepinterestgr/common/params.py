@@ -108,7 +108,9 @@ class PeersParams:
 
 @dataclass(frozen=True)
 class LLMParams:
-    provider: Literal["anthropic", "openai", "openai_compatible"]  # wire format / SDK
+    # A wire format of llm.backends.PROVIDERS (anthropic, openai, openai_compatible); checked by
+    # the params stage (interests.mining.mining_problems), as this module does not import llm.
+    provider: str
     model: str  # model name; part of every cache key
     base_url: str | None  # API root (vLLM, Ollama, a gateway); null = the provider's default
     api_key_env: str | None  # environment variable holding the key; null = keyless server
