@@ -70,6 +70,11 @@ def field_roles(contract: type) -> dict[str, tuple[type, Role]]:
 # --------------------------------------------------------------------------- artefact folders
 
 
+def inside(name: str) -> property:
+    """A file (or folder) of an artefact folder, by its fixed name."""
+    return property(lambda self: self.folder / name, doc=f"``<folder>/{name}``")
+
+
 @dataclass(frozen=True)
 class ArtifactFolder:
     """A folder whose file names are fixed by its type; ``folder`` is where this copy lives
@@ -85,13 +90,8 @@ class ArtifactFolder:
 class DatasetFiles(ArtifactFolder):
     """Written by ``download``: items (ids 0..N-1), leave-one-out users, item images."""
 
-    @property
-    def items(self) -> Path:
-        return self.folder / "items.jsonl"
-
-    @property
-    def users(self) -> Path:
-        return self.folder / "users.jsonl"
+    items = inside("items.jsonl")
+    users = inside("users.jsonl")
 
 
 @dataclass(frozen=True)
@@ -99,17 +99,9 @@ class InterestFiles(ArtifactFolder):
     """Written by ``mine``: merged item and user interests, each backend's raw answers and the
     descriptors the injection screen rejected."""
 
-    @property
-    def items(self) -> Path:
-        return self.folder / "items.jsonl"
-
-    @property
-    def users(self) -> Path:
-        return self.folder / "users.jsonl"
-
-    @property
-    def rejected(self) -> Path:
-        return self.folder / "rejected.jsonl"
+    items = inside("items.jsonl")
+    users = inside("users.jsonl")
+    rejected = inside("rejected.jsonl")
 
     def raw(self, backend: str) -> Path:
         return self.folder / "raw" / f"{backend}.jsonl"
@@ -120,30 +112,17 @@ class LabelledInterestFiles(ArtifactFolder):
     """Written by ``label``: item interests with their positive probability, each item's
     interest quality ``q_i`` (float32 ``[N]``) and the judged sample."""
 
-    @property
-    def items(self) -> Path:
-        return self.folder / "items.jsonl"
-
-    @property
-    def quality(self) -> Path:
-        return self.folder / "quality.npy"
-
-    @property
-    def judged(self) -> Path:
-        return self.folder / "judged.jsonl"
+    items = inside("items.jsonl")
+    quality = inside("quality.npy")
+    judged = inside("judged.jsonl")
 
 
 @dataclass(frozen=True)
 class EmbeddingFiles(ArtifactFolder):
     """Written by ``embed``: float32 ``[N, d]`` item vectors and the exact texts embedded."""
 
-    @property
-    def vectors(self) -> Path:
-        return self.folder / "embeddings.npy"
-
-    @property
-    def texts(self) -> Path:
-        return self.folder / "texts.jsonl"
+    vectors = inside("embeddings.npy")
+    texts = inside("texts.jsonl")
 
 
 @dataclass(frozen=True)
@@ -151,18 +130,14 @@ class SemanticIdFiles(ArtifactFolder):
     """Every item's Semantic ID: int64 ``[N, L+1]``, L codes then the collision suffix. What
     the generative recommender is trained and evaluated on, whichever method produced it."""
 
-    @property
-    def codes(self) -> Path:
-        return self.folder / "codes.npy"
+    codes = inside("codes.npy")
 
 
 @dataclass(frozen=True)
 class RqvaeFiles(ArtifactFolder):
     """Written by ``rqvae`` beside the SIDs: the trained quantizer's state dict."""
 
-    @property
-    def model(self) -> Path:
-        return self.folder / "model.pt"
+    model = inside("model.pt")
 
 
 @dataclass(frozen=True)
@@ -170,13 +145,8 @@ class RecommenderFiles(ArtifactFolder):
     """Written by ``sft`` and ``grpo``: the model folder (weights, tokenizer, prompt spec) and,
     while training, the trainer's checkpoints."""
 
-    @property
-    def model(self) -> Path:
-        return self.folder / "model"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.folder / "checkpoints"
+    model = inside("model")
+    checkpoints = inside("checkpoints")
 
 
 @dataclass(frozen=True)
@@ -184,13 +154,8 @@ class BaselineFiles(ArtifactFolder):
     """Written by ``baselines``: popularity counts, the best SASRec checkpoint and each
     ranker's per-user test ranks (what paired comparisons read)."""
 
-    @property
-    def popularity(self) -> Path:
-        return self.folder / "popularity.npy"
-
-    @property
-    def sasrec(self) -> Path:
-        return self.folder / "sasrec.pt"
+    popularity = inside("popularity.npy")
+    sasrec = inside("sasrec.pt")
 
     def test_ranks(self, ranker: str) -> Path:
         return self.folder / f"{ranker}_test_ranks.npy"
