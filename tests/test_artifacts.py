@@ -14,16 +14,26 @@ from deepinterestgr.common.artifacts import (
     READS,
     STAGE_FILES,
     WRITES,
+    ArtifactFolder,
     RecommenderFiles,
     SemanticIdFiles,
     declared_files,
+    field_roles,
     parse_stage_files,
-    roles,
     stage_arguments,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def roles(contract: object) -> dict[str, list[Path]]:
+    """The contract's paths by role: ``{"reads": [...], "writes": [...], "keeps": [...]}``."""
+    found: dict[str, list[Path]] = {READS: [], WRITES: [], KEEPS: []}
+    for name, (_, role) in field_roles(type(contract)).items():
+        value = getattr(contract, name)
+        found[role.role].append(value.folder if isinstance(value, ArtifactFolder) else value)
+    return found
 
 
 def declared_paths(stage: dict, kinds: tuple[str, ...]) -> list[str]:

@@ -314,15 +314,6 @@ def declared_files(stage: str, dvc_yaml: str | Path = DVC_YAML) -> Any:
     return parse_stage_files(stage, stage_arguments(stage, dvc_yaml))
 
 
-def roles(contract: Any) -> dict[str, list[Path]]:
-    """The contract's paths by role: ``{"reads": [...], "writes": [...], "keeps": [...]}``."""
-    found: dict[str, list[Path]] = {READS: [], WRITES: [], KEEPS: []}
-    for name, (_, role) in field_roles(type(contract)).items():
-        value = getattr(contract, name)
-        found[role.role].append(value.folder if isinstance(value, ArtifactFolder) else value)
-    return found
-
-
 def command_line_files(stage: str) -> Any:
     """The running stage's contract, from the arguments ``dvc.yaml`` gave its command."""
     return parse_stage_files(stage, sys.argv[1:])
