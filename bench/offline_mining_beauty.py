@@ -1,7 +1,8 @@
 """Time the offline mining backend on the real Amazon Beauty benchmark and show samples.
 
 Reads ``../shared/data/amazon/beauty/{items.jsonl,user_sequence.txt,interests.jsonl}``
-(or ``--folder``), builds items (ids in file order) and leave-one-out user sequences, runs
+(or ``--folder``), loads it with the ``download`` stage's benchmark loader (items in file
+order, leave-one-out user sequences), runs
 :func:`deepinterestgr.interests.offline_miner.mine_items_offline` and ``mine_users_offline``,
 imports the precomputed LLM interests and merges both backends; logs wall times and sample items.
 
@@ -19,6 +20,8 @@ from pathlib import Path
 import torch
 
 from deepinterestgr.common import io, params
+from deepinterestgr.data_sources import benchmark
+from deepinterestgr.data_sources.dataset import SkipLog
 from deepinterestgr.interests.merge import merge_many
 from deepinterestgr.interests.offline_miner import mine_items_offline, mine_users_offline
 from deepinterestgr.interests.precomputed import read_precomputed
@@ -27,29 +30,6 @@ from deepinterestgr.items.text_encoder import BUNDLED_MINILM, encode_texts
 DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / ".." / "shared/data/amazon/beauty"
 SAMPLES = (0, 1, 2, 5, 8)
 logger = logging.getLogger("bench.offline_mining")
-
-
-def load_benchmark(folder: Path) -> tuple[list[io.Item], list[io.UserSequence]]:
-    """Items in ``items.jsonl`` order (ids 0..N-1) and users in ``user_sequence.txt`` order."""
-    items = []
-    index = {}
-    for _, record in io.iter_jsonl(folder / "items.jsonl"):
-        index[record["asin"]] = len(items)
-        items.append(
-            io.Item(
-                item_id=len(items),
-                source_id=record["asin"],
-                title=record.get("title"),
-                brand=record.get("brand"),
-                categories=tuple(tuple(path) for path in record.get("categories") or ()),
-            )
-        )
-    users = []
-    with open(folder / "user_sequence.txt", encoding="utf-8") as handle:
-        for line in handle:
-            user, *asins = line.split()
-            users.append(io.UserSequence(len(users), user, tuple(index[a] for a in asins)))
-    return items, users
 
 
 def main() -> None:
@@ -62,7 +42,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
 
-    items, users = load_benchmark(args.folder)
+    dataset = benchmark.load(args.folder, SkipLog(max_rate=0.0))  # the download stage's loader
+    items, users = list(dataset.items), list(dataset.users)
     logger.info("%s items, %s users", f"{len(items):,}", f"{len(users):,}")
     encode_texts(["warm up"], BUNDLED_MINILM)  # model load is not mining time
 
