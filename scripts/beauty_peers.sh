@@ -25,10 +25,12 @@ ref=$(git for-each-ref --sort=-committerdate --format='%(refname)' refs/exps | g
 python - "$ref" "$out/ranks.json" <<'PY'
 import io, sys
 import dvc.api, numpy as np
+from deepinterestgr.common.artifacts import declared_files
 from deepinterestgr.common.io import write_ranks
 ref, path = sys.argv[1], sys.argv[2]
+baselines = declared_files("baselines").baselines  # where dvc.yaml keeps them
 def ranks(name):
-    with dvc.api.open(f"data/baselines/{name}_test_ranks.npy", rev=ref, mode="rb") as handle:
+    with dvc.api.open(str(baselines.test_ranks(name)), rev=ref, mode="rb") as handle:
         return np.load(io.BytesIO(handle.read()), allow_pickle=False)
 write_ranks(path, "test", {name: ranks(name) for name in ("popularity", "sasrec")})
 PY
