@@ -5,7 +5,7 @@
    created and warmed up (2 requests per slot) before timing. With ``k`` requests in flight the
    bound is ``k / latency`` items/s; we report items/s and the share of that bound for each
    ``k`` in ``--in-flight`` (target: at least 85 %).
-2. Cached: every answer of a ``--catalogue`` (default: the 12,101 Amazon Beauty items) is
+2. Cached: every answer of a ``--folder`` benchmark (default: the 12,101 Amazon Beauty items) is
    put in a fresh cache, then a full mining run is timed: rendering every prompt, hashing
    every cache key and reading every answer (target: under 10 s). No request is made.
 
@@ -27,56 +27,36 @@ from pathlib import Path
 
 from deepinterestgr.common import io
 from deepinterestgr.common.params import LLMParams
+from deepinterestgr.data_sources import benchmark
+from deepinterestgr.data_sources.dataset import SkipLog
 from deepinterestgr.interests.prompts import item_text_prompt
 from deepinterestgr.llm import backends as llm_backends
 from deepinterestgr.llm import runner as mining
 from deepinterestgr.llm.cache import AnswerCache
 from deepinterestgr.llm.records import AnswerRecord
+from deepinterestgr.testing.fake_llm_server import fake_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
 KEY_ENV = "DIGR_BENCH_KEY"
-BEAUTY = ROOT.parent / "shared" / "data" / "amazon" / "beauty" / "items.jsonl"
+BEAUTY = ROOT.parent / "shared" / "data" / "amazon" / "beauty"
 
 
 def llm_settings(provider: str, url: str, in_flight: int) -> LLMParams:
-    return LLMParams(
-        provider=provider,
+    """The fake server's backend with ``in_flight`` requests at once and bench-sized timings."""
+    return fake_backend(
+        provider,
+        url,
+        KEY_ENV,
         model="bench-model",
-        base_url=url if provider == "anthropic" else f"{url}/v1",
-        api_key_env=KEY_ENV,
-        structured_output=True,
         images=False,
-        users=False,
-        max_tokens=256,
-        temperature=0.0,
         concurrency=in_flight,
-        requests_per_minute=0,
         timeout_s=30.0,
         max_retries=2,
         backoff_base_s=0.1,
         backoff_max_s=1.0,
-        price_input_per_mtok=1.0,
-        price_output_per_mtok=5.0,
-        batch=False,
         batch_poll_s=1.0,
     )
-
-
-def read_catalogue(path: Path) -> list[io.Item]:
-    """Items of a benchmark items.jsonl (``asin``, ``title``, ``brand``, ``categories``)."""
-    items = []
-    for index, record in io.iter_jsonl(path):
-        items.append(
-            io.Item(
-                index - 1,
-                record["asin"],
-                record.get("title"),
-                record.get("brand"),
-                tuple(tuple(p) for p in record.get("categories") or ()),
-            )
-        )
-    return items
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -150,8 +130,8 @@ def live(provider: str, latency: float, in_flight: list[int], per_slot: int) -> 
         server.wait()
 
 
-def cached(provider: str, catalogue: Path) -> dict:
-    items = read_catalogue(catalogue)
+def cached(provider: str, folder: Path) -> dict:
+    items = benchmark.load(folder, SkipLog(max_rate=0.0)).items  # the download stage's loader
     config = llm_settings(provider, "http://127.0.0.1:9", 32)  # never contacted
     answer = AnswerRecord(
         backend="bench",
@@ -199,7 +179,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--per-slot", type=int, default=40, help="items per request slot")
-    parser.add_argument("--catalogue", type=Path, default=BEAUTY)
+    parser.add_argument("--folder", type=Path, default=BEAUTY, help="a benchmark folder")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -211,7 +191,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "latency_s": args.latency,
         "live": live(args.provider, args.latency, args.in_flight, args.per_slot),
-        "cached_rerun": cached(args.provider, args.catalogue),
+        "cached_rerun": cached(args.provider, args.folder),
     }
     if args.out:
         io.write_json(args.out, figures)
