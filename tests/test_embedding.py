@@ -17,7 +17,9 @@ from deepinterestgr.items.embedding import (
     evidence_text,
     item_text,
     item_texts,
+    sentence_encoder,
 )
+from deepinterestgr.items.text_encoder import BUNDLED_MINILM, encode_texts
 
 TEMPLATE = TextTemplateParams(
     parts=(
@@ -191,3 +193,32 @@ def test_mine_label_embed_contract(tmp_path):
 def test_item_texts_needs_one_interest_list_per_item():
     with pytest.raises(ValueError, match="2 items but 1 interest lists"):
         item_texts([FULL, BARE], [()], TEMPLATE, "{interests}", "; ", True)
+
+
+def test_a_text_gets_the_same_vector_whatever_it_is_encoded_with():
+    """The bundled encoder, for real: a text alone, among longer and shorter texts, or in
+    another order gives bit-identical rows (texts are batched only with equal token lengths;
+    padding would change the last bits)."""
+    texts = ["matte red lipstick", "a long lasting matte red lipstick for a whole evening out"]
+    texts += ["cream", "gentle foaming cleanser for oily skin", "matte red lipstick, travel size"]
+    together = encode_texts(texts, BUNDLED_MINILM, batch_size=8)
+    alone = np.concatenate([encode_texts([t], BUNDLED_MINILM, batch_size=8) for t in texts])
+    reversed_order = encode_texts(texts[::-1], BUNDLED_MINILM, batch_size=2)[::-1]
+    np.testing.assert_array_equal(together, alone)
+    np.testing.assert_array_equal(together, reversed_order)
+
+
+def test_a_warm_cache_gives_exactly_the_vectors_of_a_cold_one(tmp_path):
+    texts = [
+        f"{colour} lipstick with a {finish} finish{tail}"
+        for colour in ("red", "pink", "nude")
+        for finish in ("matte", "glossy satin")
+        for tail in ("", " for evenings out")
+    ] + ["cream"]  # 13 texts of several token lengths
+    encode = sentence_encoder(BUNDLED_MINILM, normalize=True, batch_size=4)
+    cold = embed_texts(texts, encode, EmbeddingCache(None), BUNDLED_MINILM, True, 4)
+    warm_cache = EmbeddingCache(tmp_path)
+    embed_texts(texts[::3], encode, warm_cache, BUNDLED_MINILM, True, 4)  # an earlier run
+    warm = embed_texts(texts, encode, EmbeddingCache(tmp_path), BUNDLED_MINILM, True, 4)
+    assert warm.cached == len(set(texts[::3])) and warm.encoded == len(set(texts)) - warm.cached
+    np.testing.assert_array_equal(warm.vectors, cold.vectors)

@@ -109,9 +109,15 @@ def item_text(
 # --------------------------------------------------------------------------- cache
 
 
+# Part of every key: vectors encoded in padded batches (before text_encoder batched by token
+# length) differ in their last bits and must not be mixed with the current ones.
+ENCODING_SCHEME = "unpadded"
+
+
 def text_key(encoder_name: str, normalize: bool, text: str) -> str:
-    """Content address of one embedding: the encoder, the normalisation and the text."""
-    payload = f"{encoder_name}\x00{int(normalize)}\x00{text}".encode()
+    """Content address of one embedding: the encoder, the normalisation, how it was batched
+    (:data:`ENCODING_SCHEME`) and the text."""
+    payload = f"{encoder_name}\x00{int(normalize)}\x00{ENCODING_SCHEME}\x00{text}".encode()
     return hashlib.sha256(payload).hexdigest()
 
 
@@ -180,24 +186,25 @@ def embed_texts(
 ) -> EmbedResult:
     """Embed ``texts`` through ``cache``: only distinct texts missing from it are encoded.
 
-    Missing texts are sorted by length before batching (as sentence-transformers does) so a
-    batch pads little; the cache is flushed every ``flush_every`` batches and at the end.
-    ``encode`` must return float32 ``[len(batch), d]``; ``normalize`` is only part of the key
-    (the encoder applies it).
+    Missing texts go to ``encode`` in chunks of ``flush_every`` batches (sorted by length, so
+    the encoder's own batches of equal token length fill up), each chunk written to the cache
+    when encoded. ``encode`` must return float32 ``[len(chunk), d]``, each row independent of
+    the others (``text_encoder.encode_texts`` is): then a warm cache gives exactly the vectors
+    of a cold one. ``normalize`` is only part of the key (the encoder applies it).
     """
     keys = [text_key(encoder_name, normalize, t) for t in texts]
     unique = dict(zip(keys, texts, strict=True))
     missing = [k for k in unique if cache.get(k) is None]
     missing.sort(key=lambda k: (len(unique[k]), k))
-    batches = [missing[s : s + batch_size] for s in range(0, len(missing), batch_size)]
-    for b, batch in enumerate(tqdm(batches, desc=desc, unit="batch", disable=not batches)):
-        vectors = np.asarray(encode([unique[k] for k in batch]), dtype=np.float32)
-        if vectors.shape[0] != len(batch):
-            raise ValueError(f"encoder returned {vectors.shape[0]} vectors for {len(batch)} texts")
-        for key, vector in zip(batch, vectors, strict=True):
+    size = batch_size * flush_every
+    chunks = [missing[s : s + size] for s in range(0, len(missing), size)]
+    for chunk in tqdm(chunks, desc=desc, unit="chunk", disable=not chunks):
+        vectors = np.asarray(encode([unique[k] for k in chunk]), dtype=np.float32)
+        if vectors.shape[0] != len(chunk):
+            raise ValueError(f"encoder returned {vectors.shape[0]} vectors for {len(chunk)} texts")
+        for key, vector in zip(chunk, vectors, strict=True):
             cache.put(key, vector)
-        if (b + 1) % flush_every == 0:
-            cache.flush()
+        cache.flush()
     cache.flush()
     if not keys:
         return EmbedResult(np.zeros((0, 0), dtype=np.float32), 0, 0)

@@ -45,16 +45,34 @@ def encode_texts(
     show_progress: bool = False,
     device: str = "cpu",
 ) -> np.ndarray:
-    """Embed ``texts`` into a float32 array ``[len(texts), d]`` (unit rows when ``normalize``)."""
-    if not texts:
-        model = load_encoder(name_or_path, device)
-        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+    """Embed ``texts`` into a float32 array ``[len(texts), d]`` (unit rows when ``normalize``).
+
+    Texts are batched only with texts of the same token length. A padded batch gives a text
+    other last bits than an unpadded one (the sums over the sequence run over another length),
+    so a text's vector would depend on what it happened to be encoded with: a warm embedding
+    cache (only the missing texts encoded, in other batches) would not reproduce a cold run.
+    Without padding each row is the same whatever its batch (``tests/test_embedding.py``).
+    """
     model = load_encoder(name_or_path, device)
-    vectors = model.encode(
-        list(texts),
-        batch_size=batch_size,
-        normalize_embeddings=normalize,
-        show_progress_bar=show_progress,
-        convert_to_numpy=True,
+    if not texts:
+        return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+    lengths = token_lengths(model, texts)
+    vectors = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+    for length in sorted(set(lengths)):
+        rows = [i for i, n in enumerate(lengths) if n == length]
+        vectors[rows] = model.encode(
+            [texts[i] for i in rows],
+            batch_size=batch_size,
+            normalize_embeddings=normalize,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+        )
+    return vectors
+
+
+def token_lengths(model, texts: Sequence[str]) -> list[int]:
+    """How many tokens ``model`` reads of each text (special tokens in, truncation applied)."""
+    encoded = model.tokenizer(
+        list(texts), truncation=True, max_length=model.max_seq_length, add_special_tokens=True
     )
-    return np.asarray(vectors, dtype=np.float32)
+    return [len(ids) for ids in encoded["input_ids"]]
