@@ -19,7 +19,7 @@ from deepinterestgr.items.embedding import (
     item_texts,
     sentence_encoder,
 )
-from deepinterestgr.items.text_encoder import BUNDLED_MINILM, encode_texts
+from deepinterestgr.items.text_encoder import BUNDLED_MINILM, encode_texts, top_up
 
 TEMPLATE = TextTemplateParams(
     parts=(
@@ -206,6 +206,25 @@ def test_a_text_gets_the_same_vector_whatever_it_is_encoded_with():
     reversed_order = encode_texts(texts[::-1], BUNDLED_MINILM, batch_size=2)[::-1]
     np.testing.assert_array_equal(together, alone)
     np.testing.assert_array_equal(together, reversed_order)
+
+
+def test_a_text_in_a_batch_of_one_two_or_many_gets_the_same_vector():
+    """Short texts of few token lengths, encoded all together and in random small subsets
+    (batches of a handful of rows: the CPU kernels' other path, before top-up)."""
+    adjectives = ("matte", "glossy", "long lasting", "gentle", "fragrance free", "vegan", "travel")
+    nouns = ("lipstick", "cleanser", "night cream", "eye shadow palette", "hair oil", "toner")
+    texts = [f"{a} {n}" for a in adjectives for n in nouns]
+    together = encode_texts(texts, BUNDLED_MINILM, batch_size=64)
+    rng = np.random.default_rng(0)
+    for size in (1, 2, 3, 5, 9, 17):
+        chosen = sorted(rng.choice(len(texts), size=size, replace=False).tolist())
+        subset = encode_texts([texts[i] for i in chosen], BUNDLED_MINILM, batch_size=64)
+        np.testing.assert_array_equal(subset, together[chosen])
+
+
+def test_top_up_repeats_a_short_batch_and_keeps_a_long_one():
+    assert top_up(["a", "b", "c"], 8) == ["a", "b", "c", "a", "b", "c", "a", "b"]
+    assert top_up(["a"] * 9, 8) == ["a"] * 9
 
 
 def test_a_warm_cache_gives_exactly_the_vectors_of_a_cold_one(tmp_path):

@@ -37,6 +37,11 @@ def load_encoder(name_or_path: str = BUNDLED_MINILM, device: str = "cpu"):
     return SentenceTransformer(path, device=device)
 
 
+# The smallest batch the encoder is given: below it the CPU's matrix kernels take other paths
+# for a handful of rows, and a text's last bits would depend on how many rows came with it.
+MIN_BATCH_ROWS = 8
+
+
 def encode_texts(
     texts: Sequence[str],
     name_or_path: str = BUNDLED_MINILM,
@@ -47,27 +52,36 @@ def encode_texts(
 ) -> np.ndarray:
     """Embed ``texts`` into a float32 array ``[len(texts), d]`` (unit rows when ``normalize``).
 
-    Texts are batched only with texts of the same token length. A padded batch gives a text
-    other last bits than an unpadded one (the sums over the sequence run over another length),
-    so a text's vector would depend on what it happened to be encoded with: a warm embedding
-    cache (only the missing texts encoded, in other batches) would not reproduce a cold run.
-    Without padding each row is the same whatever its batch (``tests/test_embedding.py``).
+    A text's vector does not depend on what it is encoded with, so a warm embedding cache
+    (only the missing texts encoded) gives exactly the vectors of a cold run. Two things would
+    change its last bits, and neither happens: padding (texts are batched only with texts of
+    the same token length) and a batch of a handful of rows (a short batch is topped up to
+    :data:`MIN_BATCH_ROWS` with copies of its own texts, whose vectors are dropped).
     """
     model = load_encoder(name_or_path, device)
-    if not texts:
-        return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
-    lengths = token_lengths(model, texts)
-    vectors = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+    width = model.get_embedding_dimension()
+    vectors = np.empty((len(texts), width), dtype=np.float32)
+    lengths = token_lengths(model, texts) if texts else []
     for length in sorted(set(lengths)):
         rows = [i for i, n in enumerate(lengths) if n == length]
-        vectors[rows] = model.encode(
-            [texts[i] for i in rows],
-            batch_size=batch_size,
-            normalize_embeddings=normalize,
-            show_progress_bar=show_progress,
-            convert_to_numpy=True,
-        )
+        for start in range(0, len(rows), batch_size):
+            batch = [texts[i] for i in rows[start : start + batch_size]]
+            topped_up = top_up(batch, MIN_BATCH_ROWS)
+            encoded = model.encode(
+                topped_up,
+                batch_size=len(topped_up),
+                normalize_embeddings=normalize,
+                show_progress_bar=show_progress,
+                convert_to_numpy=True,
+            )
+            vectors[rows[start : start + batch_size]] = encoded[: len(batch)]
     return vectors
+
+
+def top_up(batch: list[str], rows: int) -> list[str]:
+    """``batch`` followed by copies of its texts up to ``rows`` texts (``batch`` if longer)."""
+    copies = -(-rows // len(batch))  # ceiling division
+    return (batch * copies)[: max(rows, len(batch))]
 
 
 def token_lengths(model, texts: Sequence[str]) -> list[int]:
