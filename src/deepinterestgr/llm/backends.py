@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -32,7 +33,7 @@ from deepinterestgr.llm.prompt import ImagePart, Prompt
 log = logging.getLogger(__name__)
 
 # OpenAI-compatible servers started without authentication still need a non-empty key.
-_KEYLESS_PLACEHOLDER = "not-needed"
+KEYLESS_SERVER_KEY = "not-needed"
 
 
 class LLMSettings(Protocol):
@@ -79,8 +80,10 @@ class RepairTurn:
     message: str
 
 
-class Provider:
-    """One wire format: client, request body, answer parser, batch API."""
+class Provider(ABC):
+    """One wire format: client, request body, answer parser, batch API. A subclass writes its
+    request body and reads its responses; the client (OpenAI's SDK) and the batch calls (none)
+    are defaults it may override."""
 
     name: ClassVar[str]
     needs_key: ClassVar[bool] = True  # a keyless (local) server is reachable without one
@@ -96,16 +99,16 @@ class Provider:
             api_key=key, base_url=settings.base_url, max_retries=0, timeout=settings.timeout_s
         )
 
+    @abstractmethod
     def request_body(
         self, settings: LLMSettings, prompt: Prompt, repair: RepairTurn | None = None
     ) -> dict[str, Any]:
         """The JSON request body (no credentials); with ``repair``, the repair attempt: the
         first answer as the assistant turn, then a user turn naming what was wrong."""
-        raise NotImplementedError
 
+    @abstractmethod
     def parse(self, response: dict[str, Any]) -> Completion:
         """Read a response JSON (a live answer or one batch result) into a Completion."""
-        raise NotImplementedError
 
     async def submit_batch(self, client: Any, bodies: dict[str, dict[str, Any]]) -> str:
         """Submit ``custom_id -> body`` as one batch; its id."""
@@ -332,12 +335,12 @@ def _openai_image(image: ImagePart) -> dict[str, Any]:
 
 
 def read_api_key(settings: LLMSettings) -> str:
-    """The key from ``os.environ[settings.api_key_env]``; keyless servers get a placeholder."""
+    """The key from ``os.environ[settings.api_key_env]``; a keyless server gets :data:`KEYLESS_SERVER_KEY`."""
     provider = provider_of(settings)
     if settings.api_key_env is None:
         if provider.needs_key:
             raise MissingKeyError(f"{settings.provider}: params must name api_key_env")
-        return _KEYLESS_PLACEHOLDER
+        return KEYLESS_SERVER_KEY
     key = os.environ.get(settings.api_key_env)
     if not key:
         raise MissingKeyError(
